@@ -1,0 +1,161 @@
+"""Parity with PyTorch transformers through committed fixtures (tests/make_parity_fixtures.py)."""
+
+import json
+import logging
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xmrc_jax.models import (EncoderConfig, build_model, init_params, load_pretrained,
+                             position_ids_for, read_state_dict, save_pretrained)
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures", "parity")
+NAMES = ["xlmr_qa", "bert_qa", "bert_encoder"]
+
+
+def _expected(name):
+    return dict(np.load(os.path.join(FIX, name, "expected.npz")))
+
+
+def _run(module, params, e, **kw):
+    return module.apply({"params": params}, jnp.asarray(e["input_ids"]),
+                        jnp.asarray(e["attention_mask"]), jnp.asarray(e["token_type_ids"]), **kw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hidden_states_and_logits_match_pytorch(name):
+    e = _expected(name)
+    head = "span" if "start_logits" in e else None
+    module, params = load_pretrained(os.path.join(FIX, name), head=head)
+    out = _run(module, params, e, output_hidden_states=True)
+    n_layers = len([k for k in e if k.startswith("hidden_")])
+    assert len(out.hidden_states) == n_layers
+    mask = e["attention_mask"].astype(bool)
+    for j in range(n_layers):
+        # Padded positions are compared too: HF computes them the same way.
+        np.testing.assert_allclose(np.asarray(out.hidden_states[j]), e[f"hidden_{j}"], atol=1e-5,
+                                   rtol=0, err_msg=f"{name} hidden_{j}")
+    if head == "span":
+        for k in ("start_logits", "end_logits"):
+            np.testing.assert_allclose(np.asarray(getattr(out, k))[mask], e[k][mask], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["xlmr_qa", "bert_qa"])
+def test_export_round_trip_reproduces_checkpoint_and_logits(name, tmp_path):
+    e = _expected(name)
+    module, params = load_pretrained(os.path.join(FIX, name), head="span")
+    save_pretrained(module, params, str(tmp_path))
+    original = read_state_dict(os.path.join(FIX, name))
+    exported = read_state_dict(str(tmp_path))
+    assert sorted(exported) == sorted(original)
+    for k in original:
+        np.testing.assert_array_equal(exported[k], original[k], err_msg=k)
+    module2, params2 = load_pretrained(str(tmp_path), head="span")
+    out = _run(module2, params2, e)
+    np.testing.assert_allclose(np.asarray(out.start_logits), np.asarray(_run(module, params, e).start_logits),
+                               atol=0, rtol=0)
+    cfg = json.load(open(tmp_path / "config.json"))
+    assert cfg["architectures"][0].endswith("ForQuestionAnswering")
+
+
+def test_roberta_position_ids_follow_padding():
+    cfg = EncoderConfig(model_type="xlm-roberta", vocab_size=10, hidden_size=8, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=8, pad_token_id=1)
+    ids = jnp.array([[0, 5, 6, 2, 1, 1], [0, 1, 7, 2, 1, 1]])
+    # Hugging Face: cumulative count of non-pad tokens, offset by padding_idx; pads get padding_idx.
+    np.testing.assert_array_equal(position_ids_for(cfg, ids),
+                                  [[2, 3, 4, 5, 1, 1], [2, 1, 3, 4, 1, 1]])
+    bert = EncoderConfig(model_type="bert", vocab_size=10, hidden_size=8, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=8, type_vocab_size=2)
+    np.testing.assert_array_equal(position_ids_for(bert, ids)[1], np.arange(6))
+
+
+def test_missing_encoder_weight_is_an_error_naming_the_key(tmp_path):
+    from safetensors.numpy import save_file
+    src = os.path.join(FIX, "xlmr_qa")
+    tensors = read_state_dict(src)
+    key = "roberta.encoder.layer.1.attention.self.value.weight"
+    del tensors[key]
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    shutil.copy(os.path.join(src, "config.json"), tmp_path / "config.json")
+    with pytest.raises(ValueError, match=r"encoder\.layer\.1\.attention\.self\.value\.weight"):
+        load_pretrained(str(tmp_path), head="span")
+
+
+def test_wrong_shape_is_an_error_naming_the_key(tmp_path):
+    from safetensors.numpy import save_file
+    src = os.path.join(FIX, "bert_qa")
+    tensors = read_state_dict(src)
+    tensors["bert.encoder.layer.0.intermediate.dense.weight"] = np.zeros((3, 3), np.float32)
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    shutil.copy(os.path.join(src, "config.json"), tmp_path / "config.json")
+    with pytest.raises(ValueError, match="intermediate.dense.weight"):
+        load_pretrained(str(tmp_path), head="span")
+
+
+def test_encoder_only_checkpoint_with_span_head_says_head_initialised(caplog):
+    with caplog.at_level(logging.WARNING, logger="xmrc_jax"):
+        module, params = load_pretrained(os.path.join(FIX, "bert_encoder"), head="span")
+    assert "qa_outputs.weight" in caplog.text and "initialised" in caplog.text
+    e = _expected("bert_encoder")
+    out = _run(module, params, e)
+    np.testing.assert_allclose(np.asarray(out.last_hidden_state), e["hidden_2"], atol=1e-5)
+    assert out.start_logits.shape == e["input_ids"].shape
+
+
+def test_embed_head_mean_pools_over_mask():
+    e = _expected("bert_encoder")
+    module, params = load_pretrained(os.path.join(FIX, "bert_encoder"), head="embed")
+    out = _run(module, params, e)
+    m = e["attention_mask"][..., None]
+    ref = (e["hidden_2"] * m).sum(1) / m.sum(1)
+    np.testing.assert_allclose(np.asarray(out.embeddings), ref, atol=1e-5)
+    cls_module, _ = load_pretrained(os.path.join(FIX, "bert_encoder"), head="embed", pooling="cls")
+    out = _run(cls_module, params, e)
+    np.testing.assert_allclose(np.asarray(out.embeddings), e["hidden_2"][:, 0], atol=1e-5)
+    assert out.pooler_output is not None   # the checkpoint's pooler is kept for export
+
+
+def test_prefix_free_and_old_layernorm_names_load(tmp_path):
+    from safetensors.numpy import save_file
+    src = os.path.join(FIX, "xlmr_qa")
+    renamed = {}
+    for k, v in read_state_dict(src).items():
+        k = k.replace("roberta.", "")
+        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        renamed[k] = v
+    save_file(renamed, str(tmp_path / "model.safetensors"))
+    shutil.copy(os.path.join(src, "config.json"), tmp_path / "config.json")
+    e = _expected("xlmr_qa")
+    module, params = load_pretrained(str(tmp_path), head="span")
+    np.testing.assert_allclose(np.asarray(_run(module, params, e).last_hidden_state), e["hidden_2"],
+                               atol=1e-5)
+
+
+def test_unknown_local_name_gives_offline_message():
+    with pytest.raises(FileNotFoundError, match="neither a local checkpoint folder"):
+        load_pretrained("no-such-org/no-such-model-xyz", head="span")
+
+
+def test_too_long_input_is_refused():
+    cfg = EncoderConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=8, max_position_embeddings=10)
+    module = build_model(cfg)
+    params = init_params(module, jax.random.PRNGKey(0))
+    ids = jnp.zeros((1, 9), jnp.int32)
+    with pytest.raises(ValueError, match="exceeds the model's maximum of 8"):
+        module.apply({"params": params}, ids, jnp.ones_like(ids))
+
+
+def test_bf16_compute_stays_close_to_fp32():
+    e = _expected("xlmr_qa")
+    module, params = load_pretrained(os.path.join(FIX, "xlmr_qa"), head="span", dtype=jnp.bfloat16)
+    out = _run(module, params, e)
+    assert out.last_hidden_state.dtype == jnp.bfloat16
+    assert params["encoder"]["embeddings"]["word_embeddings"]["embedding"].dtype == jnp.float32
+    mask = e["attention_mask"].astype(bool)
+    np.testing.assert_allclose(np.asarray(out.start_logits)[mask], e["start_logits"][mask], atol=0.1)

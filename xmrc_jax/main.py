@@ -1,0 +1,34 @@
+"""Entry point: ``python -m xmrc_jax.main --config=configs/demo.py --workdir=DIR``.
+
+Parses the config (``--config.key=value`` overrides; an unknown key is an error naming it),
+sets up logging and, in multi-process runs, ``jax.distributed``; then runs ``config.stages``
+in order. Each stage is resumable and skipped when its output already exists in the workdir.
+"""
+
+import logging
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:arg]).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, caches, predictions and reports.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from xmrc_jax.train import distributed
+    distributed.maybe_initialize()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    from xmrc_jax.stages import run_stages
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    run_stages(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,325 @@
+"""Hugging Face checkpoints in and out, through one explicit key map; tokenizer loading.
+
+    module, params = load_pretrained("xlm-roberta-base", head="span")    # hub id or local folder
+    save_pretrained(module, params, "out/")    # loads in transformers.AutoModelForQuestionAnswering
+
+Loading maps every tensor by name (prefixes ``roberta.``, ``bert.`` or none), reports missing and
+unexpected keys, and refuses a checkpoint that lacks an encoder weight: there is no silent random
+initialisation. A head that an encoder-only checkpoint does not have is initialised and logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xmrc_jax.models.encoder import EncoderConfig
+from xmrc_jax.models.heads import EncoderWithHead
+
+log = logging.getLogger("xmrc_jax")
+
+_PREFIXES = ("roberta.", "bert.", "xlm_roberta.", "model.")
+# Tensors that checkpoints carry but this model has no use for; they are reported, never an error.
+_IGNORABLE = ("embeddings.position_ids", "lm_head.", "cls.", "pooler.")
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """What ``load_pretrained`` did with the checkpoint's tensors."""
+
+    source: str
+    loaded: list
+    initialised: list          # head parameters the checkpoint did not have
+    unexpected: list           # checkpoint tensors this model does not use
+
+    def __str__(self):
+        parts = [f"{self.source}: loaded {len(self.loaded)} tensors"]
+        if self.initialised:
+            parts.append(f"initialised (not in checkpoint): {', '.join(self.initialised)}")
+        if self.unexpected:
+            shown = ", ".join(self.unexpected[:8]) + (" ..." if len(self.unexpected) > 8 else "")
+            parts.append(f"unused checkpoint tensors ({len(self.unexpected)}): {shown}")
+        return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- key map
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    hf: str                          # Hugging Face name without the model prefix
+    path: tuple                      # path in our parameter tree
+    to_flax: Callable                # np array (HF layout) -> our layout
+    to_hf: Callable                  # our layout -> HF layout
+    is_head: bool = False
+
+
+def _same(x):
+    return x
+
+
+def _key_map(cfg: EncoderConfig, head: Optional[str], with_pooler: bool) -> list:
+    """Every parameter of ``EncoderWithHead`` with its Hugging Face name and layout transforms."""
+    h, n, d = cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim
+    t = lambda w: np.ascontiguousarray(w.T)  # noqa: E731  (torch Linear is [out, in])
+    entries = []
+
+    def norm(hf, path):
+        entries.append(_Entry(f"{hf}.weight", path + ("norm", "scale"), _same, _same))
+        entries.append(_Entry(f"{hf}.bias", path + ("norm", "bias"), _same, _same))
+
+    emb = ("encoder", "embeddings")
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        entries.append(_Entry(f"embeddings.{name}.weight", emb + (name, "embedding"), _same, _same))
+    norm("embeddings.LayerNorm", emb + ("LayerNorm",))
+    for i in range(cfg.num_hidden_layers):
+        src, dst = f"encoder.layer.{i}", ("encoder", f"layer_{i}")
+        for proj in ("query", "key", "value"):
+            entries.append(_Entry(f"{src}.attention.self.{proj}.weight",
+                                  dst + ("attention", proj, "kernel"),
+                                  lambda w: t(w).reshape(h, n, d), lambda k: t(k.reshape(h, n * d))))
+            entries.append(_Entry(f"{src}.attention.self.{proj}.bias",
+                                  dst + ("attention", proj, "bias"),
+                                  lambda b: b.reshape(n, d), lambda b: b.reshape(n * d)))
+        entries.append(_Entry(f"{src}.attention.output.dense.weight",
+                              dst + ("attention", "output", "kernel"),
+                              lambda w: t(w).reshape(n, d, h), lambda k: t(k.reshape(n * d, h))))
+        entries.append(_Entry(f"{src}.attention.output.dense.bias",
+                              dst + ("attention", "output", "bias"), _same, _same))
+        norm(f"{src}.attention.output.LayerNorm", dst + ("attention_norm",))
+        for hf_name, ours in (("intermediate.dense", "intermediate"), ("output.dense", "output")):
+            entries.append(_Entry(f"{src}.{hf_name}.weight", dst + (ours, "kernel"), t, t))
+            entries.append(_Entry(f"{src}.{hf_name}.bias", dst + (ours, "bias"), _same, _same))
+        norm(f"{src}.output.LayerNorm", dst + ("output_norm",))
+    if with_pooler:
+        entries.append(_Entry("pooler.dense.weight", ("encoder", "pooler", "kernel"), t, t))
+        entries.append(_Entry("pooler.dense.bias", ("encoder", "pooler", "bias"), _same, _same))
+    if head == "span":
+        entries.append(_Entry("qa_outputs.weight", ("qa_outputs", "kernel"), t, t, is_head=True))
+        entries.append(_Entry("qa_outputs.bias", ("qa_outputs", "bias"), _same, _same, is_head=True))
+    return entries
+
+
+def _canonical(name: str) -> str:
+    """Strips a model prefix and renames old-style ``LayerNorm.gamma/beta``."""
+    for p in _PREFIXES:
+        if name.startswith(p):
+            name = name[len(p):]
+            break
+    if name.endswith(".gamma"):
+        name = name[:-len(".gamma")] + ".weight"
+    elif name.endswith(".beta"):
+        name = name[:-len(".beta")] + ".bias"
+    return name
+
+
+# --------------------------------------------------------------------------- reading files
+
+def _resolve(name_or_path: str) -> str:
+    if os.path.isdir(name_or_path):
+        return name_or_path
+    if os.path.exists(name_or_path):
+        raise ValueError(f"{name_or_path}: expected a checkpoint folder (config.json + weights), "
+                         "got a file")
+    try:
+        from huggingface_hub import snapshot_download
+        return snapshot_download(name_or_path, allow_patterns=[
+            "config.json", "*.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+            "tokenizer*", "sentencepiece*", "*.model", "vocab.txt", "special_tokens_map.json"])
+    except Exception as e:  # offline, unknown repo, ...
+        raise FileNotFoundError(
+            f"{name_or_path!r} is neither a local checkpoint folder nor a reachable Hugging Face hub "
+            f"id ({type(e).__name__}: {e}). Download it where the hub is reachable "
+            f"(`huggingface-cli download {name_or_path} --local-dir DIR`) and pass DIR.") from e
+
+
+def _read_safetensors(path: str) -> dict:
+    from safetensors import safe_open
+    out = {}
+    try:
+        with safe_open(path, framework="np") as f:
+            for k in f.keys():
+                out[k] = f.get_tensor(k)
+    except (TypeError, ValueError):   # bf16 tensors: numpy has no native dtype, read through jax
+        with safe_open(path, framework="flax") as f:
+            for k in f.keys():
+                out[k] = np.asarray(f.get_tensor(k).astype(jnp.float32))
+    return out
+
+
+def read_state_dict(folder: str) -> dict:
+    """All tensors of a Hugging Face checkpoint folder as numpy arrays, by their stored names."""
+    single = os.path.join(folder, "model.safetensors")
+    index = os.path.join(folder, "model.safetensors.index.json")
+    torch_bin = os.path.join(folder, "pytorch_model.bin")
+    if os.path.exists(single):
+        return _read_safetensors(single)
+    if os.path.exists(index):
+        with open(index, encoding="utf-8") as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+        tensors = {}
+        for name in files:
+            tensors.update(_read_safetensors(os.path.join(folder, name)))
+        return tensors
+    if os.path.exists(torch_bin):
+        try:
+            import torch
+        except ImportError as e:
+            raise ImportError(f"{torch_bin}: reading pytorch_model.bin needs torch; convert the "
+                              "checkpoint to model.safetensors or install torch") from e
+        sd = torch.load(torch_bin, map_location="cpu", weights_only=True)
+        return {k: v.float().numpy() for k, v in sd.items()}
+    raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or "
+                            "pytorch_model.bin")
+
+
+# --------------------------------------------------------------------------- public API
+
+def build_model(config: EncoderConfig, head: Optional[str] = "span", *, pooling: str = "mean",
+                dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False,
+                add_pooler: bool = False) -> EncoderWithHead:
+    return EncoderWithHead(config, head=head, pooling=pooling, dtype=dtype,
+                           param_dtype=param_dtype, remat=remat, add_pooler=add_pooler)
+
+
+def init_params(module: EncoderWithHead, rng: jax.Array, seq_len: int = 8) -> dict:
+    """Random parameters (a plain pytree, logical-axis boxes removed)."""
+    import flax.linen as nn
+    ids = jnp.zeros((1, seq_len), jnp.int32)
+    variables = module.init(rng, ids, jnp.ones_like(ids))
+    return nn.meta.unbox(variables["params"])
+
+
+def _get(tree, path):
+    for p in path:
+        tree = tree[p]
+    return tree
+
+
+def _set(tree, path, value):
+    for p in path[:-1]:
+        tree = tree.setdefault(p, {})
+    tree[path[-1]] = value
+
+
+def load_pretrained(name_or_path: str, head: Optional[str] = "span", *, pooling: str = "mean",
+                    dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False,
+                    seed: int = 0):
+    """Loads a Hugging Face BERT-family checkpoint. Returns ``(module, params)``.
+
+    Raises ``ValueError`` naming the key when an encoder weight is missing or has the wrong shape.
+    """
+    folder = _resolve(name_or_path)
+    cfg_path = os.path.join(folder, "config.json")
+    if not os.path.exists(cfg_path):
+        raise FileNotFoundError(f"{folder}: no config.json")
+    config = EncoderConfig.from_json_file(cfg_path)
+    raw = read_state_dict(folder)
+    tensors = {}
+    for k, v in raw.items():
+        tensors.setdefault(_canonical(k), (k, v))
+    with_pooler = head != "span" and "pooler.dense.weight" in tensors
+    module = build_model(config, head, pooling=pooling, dtype=dtype, param_dtype=param_dtype,
+                         remat=remat, add_pooler=with_pooler)
+    fresh = jax.eval_shape(lambda: init_params(module, jax.random.PRNGKey(seed)))
+    params, loaded, initialised, used = {}, [], [], set()
+    missing = []
+    head_init = None
+    for e in _key_map(config, head, with_pooler):
+        want = _get(fresh, e.path)
+        if e.hf not in tensors:
+            if not e.is_head:
+                missing.append(e.hf)
+                continue
+            if head_init is None:
+                head_init = init_params(module, jax.random.PRNGKey(seed))
+            _set(params, e.path, np.asarray(_get(head_init, e.path)))
+            initialised.append(e.hf)
+            continue
+        stored_name, value = tensors[e.hf]
+        value = e.to_flax(np.asarray(value, dtype=np.float32))
+        if value.shape != want.shape:
+            raise ValueError(f"{folder}: tensor {stored_name} has shape {tuple(np.shape(raw[stored_name]))}"
+                             f", which does not fit {'/'.join(e.path)} {want.shape} of config.json")
+        _set(params, e.path, value)
+        loaded.append(e.hf)
+        used.add(e.hf)
+    if missing:
+        raise ValueError(f"{folder}: checkpoint is missing {len(missing)} encoder weight(s): "
+                         f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+    unexpected = sorted(orig for k, (orig, _) in tensors.items() if k not in used)
+    report = LoadReport(folder, loaded, initialised, unexpected)
+    surprising = [k for k in unexpected if not _canonical(k).startswith(_IGNORABLE)]
+    if initialised:
+        log.warning("head initialised randomly (checkpoint has no %s): %s", head, report)
+    elif surprising:
+        log.warning("%s", report)
+    else:
+        log.info("%s", report)
+    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=param_dtype), params)
+    return module, params
+
+
+def _hf_config(module: EncoderWithHead) -> dict:
+    cfg = module.config
+    arch_prefix = "XLMRoberta" if cfg.model_type == "xlm-roberta" else (
+        "Roberta" if cfg.is_roberta else "Bert")
+    arch = arch_prefix + ("ForQuestionAnswering" if module.head == "span" else "Model")
+    d = cfg.to_dict()
+    d.update(architectures=[arch], initializer_range=module.initializer_range,
+             position_embedding_type="absolute", torch_dtype="float32")
+    if cfg.is_roberta:
+        d.update(bos_token_id=0, eos_token_id=2)
+    return d
+
+
+def save_pretrained(module: EncoderWithHead, params, out_dir: str, tokenizer=None) -> str:
+    """Writes ``config.json`` + ``model.safetensors`` (float32) that ``transformers`` loads."""
+    from safetensors.numpy import save_file
+    os.makedirs(out_dir, exist_ok=True)
+    cfg = module.config
+    prefix = ("roberta." if cfg.is_roberta else "bert.") if module.head == "span" else ""
+    tensors = {}
+    for e in _key_map(cfg, module.head, module.add_pooler):
+        value = np.asarray(jax.device_get(_get(params, e.path)), dtype=np.float32)
+        name = e.hf if e.is_head else prefix + e.hf
+        tensors[name] = np.ascontiguousarray(e.to_hf(value))
+    save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(_hf_config(module), f, indent=2, sort_keys=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def load_tokenizer(name_or_path: str, vocab_size: Optional[int] = None):
+    """A fast (offset-mapping) tokenizer from a folder or hub id, checked against ``vocab_size``.
+
+    The model's embedding table may be padded a little beyond the tokenizer (mE5: 250037 rows for
+    250002 tokens); a tokenizer larger than the table, or much smaller (transformers 5 builds a
+    5-token vocabulary from ``XLMRobertaTokenizerFast(vocab_file=...)``), is refused.
+    """
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    except Exception as e:
+        raise FileNotFoundError(f"{name_or_path!r}: cannot load a tokenizer ({type(e).__name__}: "
+                                f"{e})") from e
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"{name_or_path}: tokenizer {type(tok).__name__} is not a fast tokenizer; "
+                         "offset mappings need the tokenizers backend (tokenizer.json)")
+    if vocab_size is not None:
+        n = len(tok)
+        slack = max(256, vocab_size // 100)
+        if n > vocab_size or n < vocab_size - slack:
+            raise ValueError(
+                f"{name_or_path}: tokenizer has {n} tokens but the model's vocab_size is "
+                f"{vocab_size}; they do not belong together (load the tokenizer from the "
+                "checkpoint's own folder with from_pretrained)")
+    return tok

@@ -1,0 +1,35 @@
+"""Stages of a run, selected by ``config.stages`` and run in order by ``run_stages``.
+
+Each stage is a function ``(config, workdir, context) -> None`` that is resumable and skips
+itself when its output already exists. ``context`` carries objects that stages share (tokenizer,
+model, datasets), built once.
+"""
+
+import importlib
+import logging
+
+log = logging.getLogger("xmrc_jax")
+
+# stage name -> "module:function"; modules are imported only when a stage is used.
+REGISTRY = {
+    "baseline": "xmrc_jax.stages.mrc:baseline",
+    "mine": "xmrc_jax.stages.mrc:mine",
+    "hl_aacl": "xmrc_jax.stages.mrc:hl_aacl",
+    "evaluate": "xmrc_jax.stages.mrc:evaluate",
+}
+
+
+def resolve(name: str):
+    if name not in REGISTRY:
+        raise ValueError(f"config.stages: unknown stage {name!r}; known stages: {sorted(REGISTRY)}")
+    module, fn = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def run_stages(config, workdir: str) -> dict:
+    stages = [resolve(name) for name in config.stages]     # validate all names before any work
+    context = {}
+    for name, stage in zip(config.stages, stages):
+        log.info("=== stage %s", name)
+        stage(config, workdir, context)
+    return context

@@ -1,0 +1,1 @@
+"""Training system: precision policy, mesh and sharding, train state, step, checkpoints, loop."""
