@@ -1,0 +1,1 @@
+"""Evaluation: official EM / F1, n-best post-processing, reports."""

@@ -1,0 +1,91 @@
+"""Result tables (markdown + JSON), the EM@k table, plots, and the metrics writer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+log = logging.getLogger("xmrc_jax")
+
+
+class MetricsWriter:
+    """Scalars to log lines and ``metrics.jsonl`` (process 0 only).
+
+    The interface is clu's ``write_scalars`` / ``flush``; clu's own writers are not used because
+    ``clu.metric_writers`` cannot be imported without TensorFlow.
+    """
+
+    def __init__(self, logdir: str, enabled: bool = True):
+        self._f = None
+        if enabled:
+            os.makedirs(logdir, exist_ok=True)
+            self._f = open(os.path.join(logdir, "metrics.jsonl"), "a", encoding="utf-8")
+
+    def write_scalars(self, step, scalars):
+        if self._f is not None:
+            self._f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+
+    def flush(self):
+        if self._f is not None:
+            self._f.flush()
+
+    def close(self):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+def make_writer(logdir: str, is_main: bool) -> MetricsWriter:
+    return MetricsWriter(logdir, enabled=is_main)
+
+
+def results_markdown(results: dict, ks) -> str:
+    """``results[dataset][lang] = {"f1", "exact_match", "em_at": {k: em}}`` -> markdown tables."""
+    lines = []
+    for ds, per_lang in results.items():
+        langs = list(per_lang)
+        lines.append(f"### {ds}: F1 / EM")
+        lines.append("| | " + " | ".join(langs) + " | avg |")
+        lines.append("|---" * (len(langs) + 2) + "|")
+        f1 = [per_lang[lang]["f1"] for lang in langs]
+        em = [per_lang[lang]["exact_match"] for lang in langs]
+        cells = [f"{a:.2f} / {b:.2f}" for a, b in zip(f1, em)]
+        lines.append("| F1 / EM | " + " | ".join(cells) +
+                     f" | {sum(f1) / len(f1):.2f} / {sum(em) / len(em):.2f} |")
+        lines.append("")
+        lines.append(f"### {ds}: EM@k (an answer among the top k)")
+        lines.append("| lang | " + " | ".join(f"top-{k}" for k in ks) + " |")
+        lines.append("|---" * (len(ks) + 1) + "|")
+        for lang in langs:
+            lines.append(f"| {lang} | " + " | ".join(f"{per_lang[lang]['em_at'][str(k)]:.2f}"
+                                                    for k in ks) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_results(results: dict, ks, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n = len(results)
+    fig, axes = plt.subplots(2, max(n, 1), figsize=(5 * max(n, 1), 7), squeeze=False)
+    for c, (ds, per_lang) in enumerate(results.items()):
+        langs = list(per_lang)
+        x = range(len(langs))
+        ax = axes[0][c]
+        ax.bar([i - 0.2 for i in x], [per_lang[lang]["f1"] for lang in langs], 0.4, label="F1")
+        ax.bar([i + 0.2 for i in x], [per_lang[lang]["exact_match"] for lang in langs], 0.4, label="EM")
+        ax.set_xticks(list(x), langs)
+        ax.set_title(f"{ds}: F1 / EM")
+        ax.legend()
+        ax = axes[1][c]
+        for lang in langs:
+            ax.plot(list(ks), [per_lang[lang]["em_at"][str(k)] for k in ks], marker="o", label=lang)
+        ax.set_xlabel("k")
+        ax.set_ylabel("EM@k")
+        ax.set_title(f"{ds}: EM among the top k")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
