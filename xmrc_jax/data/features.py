@@ -135,7 +135,10 @@ def _build_chunk(examples, base_index, tokenizer, L, stride, max_q, use_token_ty
     last_ctx = np.where(context_mask, offsets[..., 1], -1).max(1)
     inside = (ans_start >= 0) & (first_ctx <= ans_start) & (last_ctx >= ans_end)
     start_tok = np.where(context_mask & (offsets[..., 0] <= ans_start[:, None]), pos, -1).max(1)
-    end_tok = np.where(context_mask & (offsets[..., 1] >= ans_end[:, None]), pos, big).min(1)
+    # The end search starts at the start token: offsets may overlap (a lone "▁" and the next
+    # piece can share a character), and a plain backward scan can then end before the start.
+    end_tok = np.where(context_mask & (offsets[..., 1] >= ans_end[:, None])
+                       & (pos >= start_tok[:, None]), pos, big).min(1)
     inside &= (start_tok >= 0) & (end_tok < big) & (start_tok <= end_tok)
     return dict(input_ids=ids, attention_mask=mask, token_type_ids=token_types,
                 offsets=offsets.astype(np.int32), context_mask=context_mask,
@@ -169,7 +172,7 @@ def build_features_per_example(examples, tokenizer, max_seq_length=384, doc_stri
                     while s <= ctx[-1] and offs[s][0] <= a0:
                         s += 1
                     e = ctx[-1]
-                    while e >= ctx[0] and offs[e][1] >= a1:
+                    while e >= s - 1 and offs[e][1] >= a1:
                         e -= 1
                     start_tok, end_tok, inside = s - 1, e + 1, True
             rows["input_ids"].append(enc["input_ids"][w])

@@ -1,0 +1,172 @@
+"""Reading and validation, the dataset registry, features and loaders, on the shipped data."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from xmrc_jax.data import (DataError, TrainIterator, build_features, build_features_per_example,
+                           eval_batches, expand, load_specs, read_squad_file)
+from xmrc_jax.models import load_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, "data", "demo")
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(os.path.join(DEMO, "tokenizer"), vocab_size=8001)
+
+
+def test_shipped_files_load():
+    files = sorted(glob.glob(os.path.join(DEMO, "*.json")))
+    assert len(files) == 15
+    for path in files:
+        ex, rep = read_squad_file(path, "xx")
+        assert rep.read == len(ex) >= 150 and rep.num_skipped == 0
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data is not here")
+def test_full_shared_files_load():
+    specs = [dict(dataset="mlqa", root=os.path.join(SHARED, "mlqa")),
+             dict(dataset="xquad", root=os.path.join(SHARED, "xquad")),
+             dict(dataset="tydiqa_goldp", root=os.path.join(SHARED, "tydiqa_goldp")),
+             dict(path=os.path.join(SHARED, "squad_v1.1", "dev-v1.1.json"), language="en")]
+    loaded = load_specs(specs)
+    assert len(loaded) == 7 + 12 + 9 + 1
+    counts = {(fs.name, fs.language): len(ex) for fs, ex, _ in loaded}
+    assert counts[("mlqa", "en")] == 1148 and counts[("xquad", "zh")] == 1190
+
+
+def test_registry_and_bad_specs():
+    fs = expand(dict(dataset="mlqa", languages="en,es", root="/d"))
+    assert [f.path for f in fs] == ["/d/dev-context-en-question-en.json", "/d/dev-context-es-question-es.json"]
+    fs = expand(dict(dataset="xquad", languages=["de"]))
+    assert fs[0].tfds == "xquad/de" and fs[0].split == "test"
+    with pytest.raises(ValueError, match="no language"):
+        expand(dict(dataset="mlqa", languages=["ru"]))
+    with pytest.raises(ValueError, match="unknown key"):
+        expand(dict(path="x.json", language="en", lang="en"))
+
+
+def test_tfds_offline_gives_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="tfds build"):
+        load_specs([dict(tfds="xquad/es", split="test", language="es", data_dir=str(tmp_path))])
+
+
+def _write(tmp_path, qas, context="The cat sat on the mat."):
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}))
+    return str(p)
+
+
+def _qa(qid, question="Who?", text="cat", start=4):
+    return {"id": qid, "question": question, "answers": [{"text": text, "answer_start": start}]}
+
+
+def test_bad_input_errors_and_counted_skips(tmp_path):
+    p = tmp_path / "broken.json"
+    p.write_text('{"data": [')
+    with pytest.raises(DataError, match="broken.json: malformed JSON"):
+        read_squad_file(str(p), "en")
+    cases = {
+        "duplicate_id": [_qa("a"), _qa("a")],
+        "empty_question": [_qa("a"), _qa("b", question="  ")],
+        "answer_mismatch": [_qa("a"), _qa("b", text="dog", start=4)],
+        "malformed_answer": [_qa("a"), {"id": "b", "question": "q", "answers": [{"text": "cat"}]}],
+        "no_answers": [_qa("a"), {"id": "b", "question": "q", "answers": []}],
+    }
+    for kind, qas in cases.items():
+        path = _write(tmp_path, qas)
+        with pytest.raises(DataError, match=r"bad.json: question '(a|b)'"):
+            read_squad_file(path, "en")
+        ex, rep = read_squad_file(path, "en", skip_bad=True)
+        assert [e.id for e in ex] == ["a"] and rep.skipped == {kind: [qas[-1]["id"] if kind != "duplicate_id" else "a"]}
+        assert kind in str(rep)
+    with pytest.raises(DataError, match="empty context"):
+        read_squad_file(_write(tmp_path, [_qa("a")], context="  "), "en")
+
+
+def test_answer_offset_drift_is_repaired_and_counted(tmp_path):
+    ex, rep = read_squad_file(_write(tmp_path, [_qa("a", start=6)]), "en")
+    assert ex[0].answers[0].start == 4 and rep.repaired == ["a"]
+
+
+@pytest.mark.parametrize("lang", ["en", "es", "de", "ar", "hi", "vi", "zh"])
+def test_features_match_per_example_reference_and_round_trip(tok, lang):
+    ex, _ = read_squad_file(os.path.join(DEMO, f"mlqa.{lang}.json"), lang)
+    f = build_features(ex, tok, 128, 48, 24)
+    g = build_features_per_example(ex, tok, 128, 48, 24)
+    assert len(f["input_ids"]) == len(g["input_ids"]) > len(ex)      # several windows per example
+    for k in f:
+        np.testing.assert_array_equal(f[k], g[k], err_msg=k)
+    exact = 0
+    for i in np.nonzero(f["answer_in_window"])[0]:
+        e = ex[f["example_index"][i]]
+        s, t = f["start_positions"][i], f["end_positions"][i]
+        a0, a1 = f["offsets"][i, s, 0], f["offsets"][i, t, 1]
+        ans = e.answers[0]
+        # The labelled tokens cover the answer exactly when token boundaries allow it: no token
+        # can start later or end earlier and still cover it.
+        assert a0 <= ans.start and a1 >= ans.start + len(ans.text)
+        assert not (f["context_mask"][i, s + 1] and f["offsets"][i, s + 1, 0] <= ans.start)
+        assert not (t > s and f["offsets"][i, t - 1, 1] >= ans.start + len(ans.text))
+        exact += " ".join(e.context[a0:a1].split()) == " ".join(ans.text.split())
+    assert exact >= 0.9 * f["answer_in_window"].sum()
+    # Windows without the answer point at position 0.
+    out = ~f["answer_in_window"]
+    assert (f["start_positions"][out] == 0).all() and (f["end_positions"][out] == 0).all()
+
+
+def test_feature_cache(tok, tmp_path):
+    ex, _ = read_squad_file(os.path.join(DEMO, "xquad.de.json"), "de")
+    a = build_features(ex, tok, 128, 48, 24, cache_dir=str(tmp_path))
+    assert len(os.listdir(tmp_path)) == 1
+    b = build_features(ex, tok, 128, 48, 24, cache_dir=str(tmp_path))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    build_features(ex, tok, 128, 64, 24, cache_dir=str(tmp_path))      # other settings: new entry
+    assert len(os.listdir(tmp_path)) == 2
+
+
+def test_question_truncation(tok):
+    ex, _ = read_squad_file(os.path.join(DEMO, "xquad.en.json"), "en")
+    f = build_features(ex[:20], tok, 128, 48, 4)
+    assert (f["question_mask"].sum(1) <= 4).all()
+
+
+@pytest.mark.parametrize("processes", [1, 2, 4])
+def test_train_iterator_resumes_exactly(processes):
+    arrays = {"x": np.arange(103), "y": np.arange(103) * 2}
+
+    def run(stop_at=None):
+        its = [TrainIterator(arrays, 8, seed=3, process_index=p, process_count=processes)
+               for p in range(processes)]
+        out = []
+        for step in range(30):
+            if stop_at is not None and step == stop_at:
+                states = [it.get_state() for it in its]
+                its = [TrainIterator(arrays, 8, seed=3, process_index=p, process_count=processes)
+                       for p in range(processes)]
+                for it, s in zip(its, states):
+                    it.set_state(s)
+            out.append(np.concatenate([next(it)["x"] for it in its]))
+        return np.stack(out)
+
+    full = run()
+    np.testing.assert_array_equal(full, run(stop_at=17))
+    assert len(set(full[:12].ravel())) == 12 * 8       # an epoch (12 batches) never repeats a window
+    assert not np.array_equal(full[0], full[12])      # reshuffled next epoch
+
+
+def test_eval_batches_cover_everything_once():
+    arrays = {"x": np.arange(23)}
+    seen = []
+    for b in eval_batches(arrays, 5):
+        assert len(b["x"]) == 5
+        seen.extend(b["x"][b["valid"]].tolist())
+        assert (b["index"][~b["valid"]] == -1).all()
+    assert seen == list(range(23))
