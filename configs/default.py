@@ -12,7 +12,7 @@ STAGES = ("baseline", "mine", "hl_aacl", "evaluate")
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.stages = list(STAGES)
+    c.stages = STAGES                   # a tuple, so --config.stages="(baseline,evaluate)" works
 
     c.model = ml_collections.ConfigDict()
     c.model.name = ""                   # hub id or local Hugging Face folder; "" = random init from arch

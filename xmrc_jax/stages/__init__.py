@@ -26,10 +26,18 @@ def resolve(name: str):
     return getattr(importlib.import_module(module), fn)
 
 
+def stage_names(stages) -> list:
+    """``config.stages`` as a list; a string such as ``"(baseline,evaluate)"`` (what a shell
+    override gives without quotes) is split on commas."""
+    text = stages if isinstance(stages, str) else ",".join(str(s) for s in stages)
+    return [s.strip(" '\"()[]") for s in text.split(",") if s.strip(" '\"()[]")]
+
+
 def run_stages(config, workdir: str) -> dict:
-    stages = [resolve(name) for name in config.stages]     # validate all names before any work
+    names = stage_names(config.stages)
+    stages = [resolve(name) for name in names]     # validate all names before any work
     context = {}
-    for name, stage in zip(config.stages, stages):
+    for name, stage in zip(names, stages):
         log.info("=== stage %s", name)
         stage(config, workdir, context)
     return context

@@ -31,6 +31,7 @@ class Preempted(SystemExit):
     def __init__(self, message):
         super().__init__(0)
         self.message = message
+        log.warning("%s", message)
 
 
 class _SigtermFlag:
@@ -112,10 +113,12 @@ def train(name: str, ckpt_dir: str, state, step_fn, iterator, mesh, total_steps:
                         writer.write_scalars(step, {**vals, "steps_per_s": rate,
                                                     "examples_per_s": rate * examples_per_step})
                     t_last, step_last = now, step
-                if step % checkpoint_every == 0 or step == total_steps:
+                saved = step % checkpoint_every == 0 or step == total_steps
+                if saved:
                     _save(mngr, state, iterator, {"stage": name, "step": step})
                 if sigterm.raised:
-                    _save(mngr, state, iterator, {"stage": name, "step": step}, force=True)
+                    if not saved:
+                        _save(mngr, state, iterator, {"stage": name, "step": step}, force=True)
                     mngr.wait_until_finished()
                     raise Preempted(f"{name}: SIGTERM at step {step}; checkpoint saved, run the "
                                     "same command again to resume")

@@ -1,0 +1,172 @@
+"""Train step on meshes of fake CPU devices, resume after a kill, NaN guard, config errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xmrc_jax.data import TrainIterator
+from xmrc_jax.models import EncoderConfig, build_model
+from xmrc_jax.train import loop, sharding as sh, state as st, step as ts
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CFG = EncoderConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=32, max_position_embeddings=40, hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0)
+
+
+def _batch(n=8, L=16, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, 50, size=(n, L)).astype(np.int32)
+    mask = np.ones((n, L), np.int32)
+    mask[:, 12:] = 0
+    ids[:, 12:] = 1
+    ctx = np.zeros((n, L), bool)
+    ctx[:, 5:11] = True
+    q = np.zeros((n, L), bool)
+    q[:, 1:4] = True
+    s = rng.integers(5, 9, size=n).astype(np.int32)
+    e = (s + rng.integers(0, 2, size=n)).astype(np.int32)
+    cs = np.tile(np.arange(5, 9, dtype=np.int32), (n, 1))
+    return dict(input_ids=ids, attention_mask=mask, token_type_ids=np.zeros_like(ids),
+                context_mask=ctx, question_mask=q, start_positions=s, end_positions=e,
+                answer_in_window=np.ones(n, bool), cand_starts=cs, cand_ends=cs + 1,
+                cand_valid=np.ones((n, 4), bool))
+
+
+def _losses(mesh_sizes, objective="mrc", steps=2, accum=1):
+    mesh = sh.make_mesh(mesh_sizes)
+    module = build_model(CFG)
+    tx, _ = st.make_optimizer(1e-3, 10)
+    state, shardings = st.create_state(module, tx, mesh, jax.random.PRNGKey(0), extra_params=(
+        {"hl": {"type_logits": jnp.zeros(3)}} if objective != "mrc" else None))
+    obj = (ts.mrc_objective(module) if objective == "mrc" else
+           ts.hl_aacl_objective(module, "weighted_learned", 0.5, 0.1, 5, 3))
+    fn = ts.compile_train_step(ts.make_train_step(obj, tx, accum), state, shardings, _batch(), mesh)
+    out = []
+    for i in range(steps):
+        state, m = fn(state, sh.put_batch(_batch(seed=i), mesh))
+        out.append(float(m["loss"]))
+    return out, jax.device_get(state.params)
+
+
+@pytest.mark.parametrize("objective", ["mrc", "hl_aacl"])
+def test_same_loss_on_one_device_and_meshes(objective):
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (fake) devices")
+    ref, ref_params = _losses({"data": 1}, objective) if False else (None, None)
+    one = sh.make_mesh({"data": 1}, jax.devices()[:1])
+    module = build_model(CFG)
+    tx, _ = st.make_optimizer(1e-3, 10)
+    extra = {"hl": {"type_logits": jnp.zeros(3)}} if objective != "mrc" else None
+    state, shardings = st.create_state(module, tx, one, jax.random.PRNGKey(0), extra_params=extra)
+    obj = (ts.mrc_objective(module) if objective == "mrc" else
+           ts.hl_aacl_objective(module, "weighted_learned", 0.5, 0.1, 5, 3))
+    fn = ts.compile_train_step(ts.make_train_step(obj, tx), state, shardings, _batch(), one)
+    ref = []
+    for i in range(2):
+        state, m = fn(state, sh.put_batch(_batch(seed=i), one))
+        ref.append(float(m["loss"]))
+    for sizes in ({"data": 8, "fsdp": 1, "tensor": 1}, {"data": 4, "fsdp": 2, "tensor": 1},
+                  {"data": 2, "fsdp": 2, "tensor": 2}):
+        got, _ = _losses(sizes, objective)
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0, err_msg=str(sizes))
+
+
+def test_gradient_accumulation_matches_full_batch():
+    a, pa = _losses({"data": 1, "fsdp": 1, "tensor": 1} if jax.device_count() == 1 else {"data": -1}, accum=1)
+    b, pb = _losses({"data": -1}, accum=2)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    for x, y in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb)):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_mesh_that_does_not_fit_is_an_error():
+    with pytest.raises(ValueError, match="does not fit"):
+        sh.mesh_shape({"data": -1, "fsdp": 3, "tensor": 1}, 8)
+    with pytest.raises(ValueError, match="needs 16 devices"):
+        sh.mesh_shape({"data": 4, "fsdp": 4, "tensor": 1}, 8)
+
+
+def test_precision_policy():
+    assert st.choose_precision("auto") == "fp32"          # CPU
+    assert st.choose_precision("bf16") == "bf16"
+
+    class Gpu:
+        platform, compute_capability = "gpu", "7.0"
+    assert st.choose_precision("auto", "fp16", [Gpu()]) == "fp16"
+    Gpu.compute_capability = "8.0"
+    assert st.choose_precision("auto", "fp16", [Gpu()]) == "bf16"
+    with pytest.raises(ValueError):
+        st.choose_precision("fp8")
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    mesh = sh.make_mesh({"data": -1})
+    module = build_model(CFG)
+    tx, _ = st.make_optimizer(1e-3, 10)
+    state, shardings = st.create_state(module, tx, mesh, jax.random.PRNGKey(0))
+
+    def objective(params, batch, rng):
+        loss = ts.mrc_objective(module)(params, batch, rng)[0]
+        return jnp.where(batch["start_positions"][0] < 0, jnp.nan, loss), {}
+    fn = ts.compile_train_step(ts.make_train_step(objective, tx), state, shardings, _batch(), mesh)
+    arrays = _batch(n=64)
+    arrays["start_positions"][40:] = -1               # batches from step 6 on give NaN
+    arrays = {k: v for k, v in arrays.items()}
+    it = TrainIterator(arrays, 8, seed=0)
+    it._permutation = lambda: np.arange(64)            # in order, so the NaN step is known
+    with pytest.raises(FloatingPointError, match="last good checkpoint is step 4"):
+        loop.train("t", str(tmp_path), state, fn, it, mesh, 8, checkpoint_every=2, log_every=100)
+
+
+def _demo_cmd(workdir, *extra):
+    return [sys.executable, "-m", "xmrc_jax.main", "--config=configs/demo.py", f"--workdir={workdir}",
+            "--config.stages=('baseline',)", "--config.model.arch.hidden_size=16",
+            "--config.model.arch.intermediate_size=32", "--config.model.arch.num_hidden_layers=1",
+            "--config.data.max_seq_length=64", "--config.data.doc_stride=32",
+            "--config.data.max_query_length=16", "--config.train.batch_size=8",
+            "--config.data.limit_per_file=40", "--config.train.max_steps=12",
+            "--config.train.checkpoint_every=1", "--config.train.log_every=1", *extra]
+
+
+def _final_params(workdir):
+    from xmrc_jax.models import read_state_dict
+    return read_state_dict(os.path.join(workdir, "baseline", "hf"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_the_same_parameters(tmp_path, sig):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "PYTHONUNBUFFERED": "1"}
+    ref = tmp_path / "ref"
+    subprocess.run(_demo_cmd(ref), cwd=ROOT, env=env, check=True, capture_output=True)
+    run = tmp_path / "run"
+    p = subprocess.Popen(_demo_cmd(run), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    for line in p.stdout:                      # wait until training is under way
+        if "baseline step 5/" in line:
+            p.send_signal(sig)
+            break
+    rest = p.stdout.read()
+    p.wait(timeout=120)
+    if sig == signal.SIGTERM:
+        assert p.returncode == 0 and "SIGTERM at step" in rest
+    assert not (run / "baseline" / "hf").exists()
+    subprocess.run(_demo_cmd(run), cwd=ROOT, env=env, check=True, capture_output=True)
+    a, b = _final_params(ref), _final_params(run)
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "xmrc_jax.main", "--config=configs/demo.py",
+                          f"--workdir={tmp_path}", "--config.no_such_key=1"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "no_such_key" in out.stderr
