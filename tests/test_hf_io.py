@@ -159,3 +159,15 @@ def test_bf16_compute_stays_close_to_fp32():
     assert params["encoder"]["embeddings"]["word_embeddings"]["embedding"].dtype == jnp.float32
     mask = e["attention_mask"].astype(bool)
     np.testing.assert_allclose(np.asarray(out.start_logits)[mask], e["start_logits"][mask], atol=0.1)
+
+
+def test_tokenizer_vocabulary_must_match_the_model():
+    from xmrc_jax.models import load_tokenizer
+    folder = os.path.join(os.path.dirname(FIX), "..", "..", "data", "demo", "tokenizer")
+    tok = load_tokenizer(folder, vocab_size=8001)
+    assert tok.is_fast and tok.pad_token_id == 1 and tok.cls_token_id == 0 and tok.sep_token_id == 2
+    load_tokenizer(folder, vocab_size=8040)             # a slightly padded embedding table is fine
+    with pytest.raises(ValueError, match="do not belong together"):
+        load_tokenizer(folder, vocab_size=250002)
+    with pytest.raises(ValueError, match="do not belong together"):
+        load_tokenizer(folder, vocab_size=5)
