@@ -60,7 +60,6 @@ def _losses(mesh_sizes, objective="mrc", steps=2, accum=1):
 def test_same_loss_on_one_device_and_meshes(objective):
     if jax.device_count() < 8:
         pytest.skip("needs 8 (fake) devices")
-    ref, ref_params = _losses({"data": 1}, objective) if False else (None, None)
     one = sh.make_mesh({"data": 1}, jax.devices()[:1])
     module = build_model(CFG)
     tx, _ = st.make_optimizer(1e-3, 10)

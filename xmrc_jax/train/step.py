@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xmrc_jax.losses import aacl_loss, hard_learning_loss, masked_mean, mrc_loss
+from xmrc_jax.losses import aacl_loss, hard_learning_loss, mrc_loss
 from xmrc_jax.ops import top_k_spans
 from xmrc_jax.train import sharding as sh
 
