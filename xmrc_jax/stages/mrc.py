@@ -106,6 +106,19 @@ def _load_stage_model(ctx, folder, precision):
 
 # --------------------------------------------------------------------------- training stages
 
+def _exported(workdir, stage):
+    """``<workdir>/<stage>/hf`` if that stage finished (its export exists), else ``None``."""
+    folder = os.path.join(workdir, stage, "hf")
+    return folder if os.path.exists(os.path.join(folder, "model.safetensors")) else None
+
+
+def _skip_trained(workdir, stage) -> bool:
+    folder = _exported(workdir, stage)
+    if folder:
+        log.info("%s: %s exists, skipping", stage, folder)
+    return folder is not None
+
+
 def _run_training(config, workdir, ctx, name, arrays, objective_fn, epochs, init_params,
                   extra_params=None):
     mesh, module = ctx["mesh"], ctx["module"]
@@ -146,9 +159,7 @@ def _run_training(config, workdir, ctx, name, arrays, objective_fn, epochs, init
 
 def baseline(config, workdir, ctx):
     """Fine-tunes with L_mrc and exports ``baseline/hf``."""
-    out = os.path.join(workdir, "baseline", "hf")
-    if os.path.exists(os.path.join(out, "model.safetensors")):
-        log.info("baseline: %s exists, skipping", out)
+    if _skip_trained(workdir, "baseline"):
         return
     setup(config, workdir, ctx)
     feats = train_features(config, ctx)
@@ -202,9 +213,7 @@ def mine(config, workdir, ctx):
 
 def hl_aacl(config, workdir, ctx):
     """Trains from the baseline with alpha L_contrast + (1 - alpha) L_hard; exports ``hl_aacl/hf``."""
-    out = os.path.join(workdir, "hl_aacl", "hf")
-    if os.path.exists(os.path.join(out, "model.safetensors")):
-        log.info("hl_aacl: %s exists, skipping", out)
+    if _skip_trained(workdir, "hl_aacl"):
         return
     setup(config, workdir, ctx)
     feats = train_features(config, ctx)
@@ -235,11 +244,7 @@ def evaluate(config, workdir, ctx):
         print(open(os.path.join(out_dir, "results.md"), encoding="utf-8").read())
         return
     setup(config, workdir, ctx)
-    folder = None
-    for stage in ("hl_aacl", "baseline"):
-        if os.path.exists(os.path.join(workdir, stage, "hf", "model.safetensors")):
-            folder = os.path.join(workdir, stage, "hf")
-            break
+    folder = _exported(workdir, "hl_aacl") or _exported(workdir, "baseline")
     if folder:
         module, params = _load_stage_model(ctx, folder, ctx["precision"])
         log.info("evaluate: model %s", folder)
