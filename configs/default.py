@@ -30,6 +30,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.train = [dict(source="squad", path="", language="en")]
     c.data.eval = []
+    c.data.dev = []                     # scored every train.eval_every steps; best kept by F1
     c.data.max_seq_length = 384
     c.data.doc_stride = 128
     c.data.max_query_length = 64
@@ -49,6 +50,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.log_every = 50
     c.train.checkpoint_every = 1000
     c.train.keep_checkpoints = 2
+    c.train.eval_every = 0              # 0 = no dev evaluation during training
     c.train.eval_batch_size = 64
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -66,4 +68,5 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.n_best = 20
     c.eval.em_at_k = (1, 3, 5, 10)
+    c.eval.use_best = True              # later stages use <stage>/best/hf (best dev F1) if present
     return c

@@ -8,6 +8,9 @@
 * mlqa.<lang>.json / xquad.<lang>.json for en es de ar hi vi zh: the first whole paragraphs of the
   MLQA dev and XQuAD files, up to --eval-questions questions each. XQuAD keeps the same
   question ids across languages (parallel data for the McCrolin demo).
+* retrieval/xquad.<lang>.json for en es de ar hi vi zh: the first paragraph of every XQuAD article
+  (48 paragraphs, same question ids in every language), for the McCrolin demo, which splits by
+  article. Not part of the tokenizer's training text, so adding them left the tokenizer as it was.
 * tokenizer/: a sentencepiece unigram model trained on all the demo text, with XLM-R's special
   tokens (<s>=0, <pad>=1, </s>=2, <unk>=3, <mask> last), saved as a transformers fast tokenizer.
 """
@@ -120,6 +123,14 @@ def main():
         sliced, n = slice_paragraphs(mlqa, args.eval_questions)
         write(f"mlqa.{lang}.json", sliced)
         print(lang, "xquad", len(ids), "mlqa", n)
+    os.makedirs(os.path.join(args.out, "retrieval"), exist_ok=True)
+    for lang in LANGS:
+        data = json.load(open(os.path.join(args.shared, f"xquad/xquad.{lang}.json"), encoding="utf-8"))
+        first = {"version": data.get("version", ""),
+                 "data": [{"title": a.get("title", ""), "paragraphs": a["paragraphs"][:1]}
+                          for a in data["data"]]}
+        with open(os.path.join(args.out, "retrieval", f"xquad.{lang}.json"), "w", encoding="utf-8") as f:
+            json.dump(first, f, ensure_ascii=False, separators=(",", ":"))
     size = build_tokenizer(texts, os.path.join(args.out, "tokenizer"), args.vocab_size)
     print("tokenizer", size, "tokens")
 

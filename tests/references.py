@@ -119,3 +119,30 @@ def info_nce_np(anchors, positives, tau, mask):
         mx = logits.max()
         per[i] = -(float(anchors[i] @ positives[i]) / tau - (mx + np.log(np.exp(logits - mx).sum())))
     return per
+
+
+def brute_ranking(scores, k):
+    """Indices of the ``k`` best candidates of each row: sorted by (-score, index); -1 past the
+    end of the pool."""
+    out = np.full((scores.shape[0], k), -1, np.int64)
+    for i, row in enumerate(scores):
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j))[:k]
+        out[i, :len(order)] = order
+    return out
+
+
+def brute_retrieval_metrics(scores, relevant, ks=(1, 10), mrr_at=10):
+    """Recall@k (a relevant candidate ranked <= k) and MRR@k from full score rows, ranking every
+    candidate by (-score, index); a query with no relevant candidate scores 0."""
+    hits = {k: 0.0 for k in ks}
+    rr = 0.0
+    for row, rel in zip(scores, relevant):
+        ranked = sorted(range(len(row)), key=lambda j: (-row[j], j))
+        rank = next((r + 1 for r, j in enumerate(ranked) if j in set(rel)), None)
+        for k in ks:
+            hits[k] += 1.0 if rank is not None and rank <= k else 0.0
+        rr += 1.0 / rank if rank is not None and rank <= mrr_at else 0.0
+    n = len(scores)
+    out = {f"R@{k}": 100.0 * hits[k] / n for k in ks}
+    out[f"MRR@{mrr_at}"] = 100.0 * rr / n
+    return out

@@ -125,6 +125,7 @@ def test_feature_cache(tok, tmp_path):
     ex, _ = read_squad_file(os.path.join(DEMO, "xquad.de.json"), "de")
     a = build_features(ex, tok, 128, 48, 24, cache_dir=str(tmp_path))
     assert len(os.listdir(tmp_path)) == 1
+    tok(["a b c d e f"], truncation=True, max_length=3, padding="max_length")   # changes its state
     b = build_features(ex, tok, 128, 48, 24, cache_dir=str(tmp_path))
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])

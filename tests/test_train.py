@@ -1,10 +1,10 @@
 """Train step on meshes of fake CPU devices, resume after a kill, NaN guard, config errors."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -169,3 +169,59 @@ def test_unknown_config_key_is_named(tmp_path):
                           f"--workdir={tmp_path}", "--config.no_such_key=1"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode != 0 and "no_such_key" in out.stderr
+
+
+class _FakeDev:
+    """Dev scores in a fixed order; records which steps were kept as best."""
+
+    def __init__(self, scores):
+        self.scores, self.kept = list(scores), []
+
+    def __call__(self, state):
+        return self.scores.pop(0)
+
+    def save_best(self, state, step, score):
+        self.kept.append((step, score))
+
+
+def test_best_by_dev_score_is_kept_across_resume(tmp_path):
+    mesh = sh.make_mesh({"data": -1})
+    module = build_model(CFG)
+    tx, _ = st.make_optimizer(1e-3, 10)
+    state0, shardings = st.create_state(module, tx, mesh, jax.random.PRNGKey(0))
+    fn = ts.compile_train_step(ts.make_train_step(ts.mrc_objective(module), tx), state0, shardings,
+                               _batch(), mesh)
+    arrays = _batch(n=64)
+    dev = _FakeDev([1.0, 3.0])
+    state, _ = st.create_state(module, tx, mesh, jax.random.PRNGKey(0))
+    loop.train("t", str(tmp_path), state, fn, TrainIterator(arrays, 8, seed=0), mesh, 4,
+               checkpoint_every=2, log_every=100, evaluator=dev, eval_every=2)
+    assert dev.kept == [(2, 1.0), (4, 3.0)]
+    # resume to step 8: 2.0 at step 6 is not an improvement on the restored best (3.0)
+    dev = _FakeDev([2.0, 4.0])
+    state, _ = st.create_state(module, tx, mesh, jax.random.PRNGKey(0))
+    loop.train("t", str(tmp_path), state, fn, TrainIterator(arrays, 8, seed=0), mesh, 8,
+               checkpoint_every=2, log_every=100, evaluator=dev, eval_every=2)
+    assert dev.kept == [(8, 4.0)]
+
+
+def test_dev_f1_evaluator_exports_the_best_model(tmp_path):
+    sys.path.insert(0, ROOT)
+    from configs import demo
+    from xmrc_jax.stages import mrc
+
+    c = demo.get_config()
+    c.model.arch.update(hidden_size=16, intermediate_size=32, num_hidden_layers=1)
+    c.data.max_seq_length, c.data.doc_stride, c.data.max_query_length = 64, 32, 16
+    c.data.dev = [dict(path=os.path.join(ROOT, "data", "demo", "mlqa.es.json"), language="es",
+                       name="mlqa", limit=20)]
+    ctx = mrc.setup(c, str(tmp_path), {})
+    tx, _ = st.make_optimizer(1e-3, 10)
+    state, _ = st.create_state(ctx["module"], tx, ctx["mesh"], jax.random.PRNGKey(0))
+    dev = mrc.DevF1(c, str(tmp_path), ctx, "baseline")
+    score = dev(state)
+    assert 0.0 <= score <= 100.0
+    dev.save_best(state, 7, score)
+    best = json.load(open(tmp_path / "baseline" / "best" / "best.json"))
+    assert best == {"step": 7, "dev_f1": score}
+    assert (tmp_path / "baseline" / "best" / "hf" / "model.safetensors").exists()

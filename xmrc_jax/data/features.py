@@ -48,10 +48,19 @@ def truncate_questions(questions, tokenizer, max_query_length: int) -> list:
     return out
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """The tokenizer's vocabulary, normalizer and pre/post-processing as JSON, without the
+    truncation and padding state that every call with ``truncation=`` / ``padding=`` changes."""
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec.pop("truncation", None)
+    spec.pop("padding", None)
+    return json.dumps(spec, sort_keys=True)
+
+
 def cache_key(examples, tokenizer, settings: dict) -> str:
     h = hashlib.sha256()
     h.update(_CACHE_VERSION.encode())
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
+    h.update(tokenizer_fingerprint(tokenizer).encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
     for ex in examples:
         h.update("\x1f".join([ex.id, ex.question, ex.context] +

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional
 
 from xmrc_jax.data.squad_format import Answer, DataError, Example, ReadReport, parse_squad_json, \
     read_squad_file

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 
-import numpy as np
 
 
 def nbest_per_example(examples, features: dict, starts, ends, scores, n_best: int = 20) -> dict:

@@ -89,3 +89,47 @@ def plot_results(results: dict, ks, path: str):
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def retrieval_markdown(results: dict) -> str:
+    """``results[model][level][lang] = {"R@1", "R@10", "MRR@10", ...}`` (``"avg"`` = micro
+    average over the non-English query languages) -> one markdown table per level."""
+    lines = []
+    levels = list(dict.fromkeys(lv for per_model in results.values() for lv in per_model))
+    for level in levels:
+        models = [m for m in results if level in results[m]]
+        langs = list(results[models[0]][level])
+        metrics = [k for k in results[models[0]][level][langs[0]] if k.startswith(("R@", "MRR@"))]
+        lines.append(f"### {level}-level retrieval (English candidates; avg = micro average over "
+                     "the non-English queries)")
+        lines.append("| model | metric | " + " | ".join(langs) + " |")
+        lines.append("|---" * (len(langs) + 2) + "|")
+        for m in models:
+            for k in metrics:
+                lines.append(f"| {m} | {k} | " + " | ".join(
+                    f"{results[m][level][lang][k]:.2f}" for lang in langs) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_retrieval(results: dict, path: str, metric: str = "R@1"):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    levels = list(dict.fromkeys(lv for per_model in results.values() for lv in per_model))
+    fig, axes = plt.subplots(1, len(levels), figsize=(6 * len(levels), 3.6), squeeze=False)
+    for c, level in enumerate(levels):
+        ax = axes[0][c]
+        models = [m for m in results if level in results[m]]
+        langs = list(results[models[0]][level])
+        width = 0.8 / len(models)
+        for j, m in enumerate(models):
+            ax.bar([i + (j - (len(models) - 1) / 2) * width for i in range(len(langs))],
+                   [results[m][level][lang][metric] for lang in langs], width, label=m)
+        ax.set_xticks(range(len(langs)), langs)
+        ax.set_ylabel(metric)
+        ax.set_title(f"{level}-level {metric}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

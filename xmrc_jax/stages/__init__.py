@@ -16,6 +16,8 @@ REGISTRY = {
     "mine": "xmrc_jax.stages.mrc:mine",
     "hl_aacl": "xmrc_jax.stages.mrc:hl_aacl",
     "evaluate": "xmrc_jax.stages.mrc:evaluate",
+    "mccrolin": "xmrc_jax.stages.mccrolin:mccrolin",
+    "retrieval": "xmrc_jax.stages.mccrolin:retrieval",
 }
 
 

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from xmrc_jax.data import TrainIterator, build_features, eval_batches, load_specs
+from xmrc_jax.data import build_features, eval_batches, load_specs
 from xmrc_jax.eval import postprocess, report, squad_metrics
 from xmrc_jax.losses import DEFAULT_TYPE_LOGITS
-from xmrc_jax.models import (EncoderConfig, build_model, load_pretrained, load_tokenizer,
-                             save_pretrained)
-from xmrc_jax.train import distributed, loop, sharding as sh, state as st, step as train_step
+from xmrc_jax.models import save_pretrained
+from xmrc_jax.stages import common
+from xmrc_jax.train import distributed, sharding as sh, step as train_step
 
 log = logging.getLogger("xmrc_jax")
 TRAIN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "context_mask", "question_mask",
@@ -33,41 +32,12 @@ TRAIN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "context_mask", "
 # --------------------------------------------------------------------------- shared setup
 
 def setup(config, workdir, ctx) -> dict:
-    """Tokenizer, model description, mesh, precision and training features; built once."""
-    if "mesh" in ctx:
-        return ctx
-    precision = st.choose_precision(config.model.precision, config.model.v100_precision)
-    mesh = sh.make_mesh(config.mesh.to_dict())
-    log.info("devices: %d x %s; mesh %s; precision %s", jax.device_count(),
-             jax.devices()[0].device_kind, dict(mesh.shape), precision)
-    tok_path = config.model.tokenizer or config.model.name
-    if not tok_path:
-        raise ValueError("config.model.tokenizer (or config.model.name) must name a tokenizer "
-                         "folder or hub id")
-    if config.model.name:
-        if not os.path.isdir(config.model.name) and os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise FileNotFoundError(
-                f"config.model.name {config.model.name!r} is not a local folder and the hub is "
-                "offline: download the checkpoint (huggingface-cli download "
-                f"{config.model.name} --local-dir DIR) and pass --config.model.name=DIR")
-        module, params = load_pretrained(config.model.name, head="span",
-                                         dtype=st.DTYPES[precision], remat=config.model.remat)
-        arch = module.config
-    else:
-        params = None
-        arch = None
-    tokenizer = load_tokenizer(tok_path, arch.vocab_size if arch else None)
-    if arch is None:
-        a = config.model.arch.to_dict()
-        if not a.get("vocab_size"):
-            a["vocab_size"] = len(tokenizer)
-        arch = EncoderConfig(**a)
-        module = build_model(arch, "span", dtype=st.DTYPES[precision], remat=config.model.remat)
+    """The common setup with a span head, plus the check that windows fit the model."""
+    common.setup(config, workdir, ctx, head="span")
+    arch = ctx["module"].config
     if config.data.max_seq_length > arch.max_tokens:
         raise ValueError(f"config.data.max_seq_length {config.data.max_seq_length} exceeds the "
                          f"model's {arch.max_tokens} positions")
-    ctx.update(mesh=mesh, precision=precision, tokenizer=tokenizer, module=module,
-               init_params=params, cache_dir=config.data.cache_dir or os.path.join(workdir, "cache"))
     return ctx
 
 
@@ -94,83 +64,66 @@ def train_features(config, ctx):
     return ctx["train_features"]
 
 
-def _replicated(params, mesh):
-    return jax.device_put(params, NamedSharding(mesh, P()))
-
-
-def _load_stage_model(ctx, folder, precision):
-    module, params = load_pretrained(folder, head="span", dtype=st.DTYPES[precision],
-                                     remat=ctx["module"].remat)
-    return module, params
-
 
 # --------------------------------------------------------------------------- training stages
 
-def _exported(workdir, stage):
-    """``<workdir>/<stage>/hf`` if that stage finished (its export exists), else ``None``."""
-    folder = os.path.join(workdir, stage, "hf")
-    return folder if os.path.exists(os.path.join(folder, "model.safetensors")) else None
+def trained_model(config, workdir, stage):
+    """The model a finished training stage hands on: ``<stage>/best/hf`` (best dev F1) when
+    ``config.eval.use_best`` and it exists, else ``<stage>/hf``; ``None`` if the stage has not
+    finished."""
+    final = common.exported(workdir, stage)
+    best = common.exported(workdir, os.path.join(stage, "best"))
+    return best if (final and best and config.eval.use_best) else final
 
 
-def _skip_trained(workdir, stage) -> bool:
-    folder = _exported(workdir, stage)
-    if folder:
-        log.info("%s: %s exists, skipping", stage, folder)
-    return folder is not None
+class DevF1:
+    """Scores the model on ``config.data.dev`` (average F1 over its files) during training and
+    exports the best one to ``<workdir>/<stage>/best/hf`` with ``best.json``."""
+
+    def __init__(self, config, workdir, ctx, stage):
+        self.config, self.ctx = config, ctx
+        self.dir = os.path.join(workdir, stage, "best")
+        self.dev = [(fs, ex) for fs, ex, rep in load_specs(
+            config.data.dev, config.data.skip_bad_records, "config.data.dev")]
+
+    def __call__(self, state):
+        params = state.params["model"]
+        f1 = [score_file(self.config, self.ctx, self.ctx["module"], params, fs, ex)[0]["f1"]
+              for fs, ex in self.dev]
+        return sum(f1) / len(f1)
+
+    def save_best(self, state, step, score):
+        if distributed.is_main_process():
+            tmp = self.dir + ".tmp"
+            save_pretrained(self.ctx["module"], jax.device_get(state.params["model"]),
+                            os.path.join(tmp, "hf"), self.ctx["tokenizer"])
+            with open(os.path.join(tmp, "best.json"), "w") as f:
+                json.dump({"step": step, "dev_f1": score}, f)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            os.replace(tmp, self.dir)
 
 
-def _run_training(config, workdir, ctx, name, arrays, objective_fn, epochs, init_params,
-                  extra_params=None):
-    mesh, module = ctx["mesh"], ctx["module"]
-    out_dir = os.path.join(workdir, name)
-    global_batch = config.train.batch_size
-    accum = config.train.grad_accum_steps
-    if global_batch % accum:
-        raise ValueError(f"config.train.batch_size {global_batch} is not divisible by "
-                         f"grad_accum_steps {accum}")
-    iterator = TrainIterator(arrays, global_batch, seed=config.seed,
-                             process_index=jax.process_index(), process_count=jax.process_count())
-    total = config.train.max_steps or max(1, math.ceil(epochs * iterator.batches_per_epoch))
-    if iterator.dropped_per_epoch:
-        log.info("%s: %d windows per epoch left out of the last incomplete batch (reshuffled "
-                 "every epoch)", name, iterator.dropped_per_epoch)
-    tx, _ = st.make_optimizer(config.train.learning_rate, total, config.train.warmup_ratio,
-                              config.train.weight_decay, config.train.max_grad_norm)
-    state, shardings = st.create_state(module, tx, mesh, jax.random.PRNGKey(config.seed),
-                                       init_params, extra_params, precision=ctx["precision"])
-    fn = train_step.make_train_step(objective_fn(module), tx, accum)
-    example = {k: v[:global_batch] for k, v in arrays.items()}
-    compiled = train_step.compile_train_step(fn, state, shardings, example, mesh)
-    writer = report.make_writer(out_dir, distributed.is_main_process())
-    log.info("%s: %d steps of global batch %d (%d epochs' worth)", name, total, global_batch, epochs)
-    state = loop.train(name, os.path.join(out_dir, "checkpoints"), state, compiled, iterator, mesh,
-                       total, config.train.checkpoint_every, config.train.keep_checkpoints,
-                       config.train.log_every, writer, global_batch)
-    writer.flush()
-    params = jax.device_get(state.params)
-    if distributed.is_main_process():
-        save_pretrained(module, params["model"], os.path.join(out_dir, "hf"), ctx["tokenizer"])
-        if "hl" in params:
-            with open(os.path.join(out_dir, "hl_type_weights.json"), "w") as f:
-                w = np.asarray(jax.nn.softmax(jnp.asarray(params["hl"]["type_logits"])))
-                json.dump({"gold": float(w[0]), "one_boundary": float(w[1]), "none": float(w[2])}, f)
-    return params
+def _dev_evaluator(config, workdir, ctx, stage):
+    if not (config.data.dev and config.train.eval_every > 0):
+        return None
+    return DevF1(config, workdir, ctx, stage)
 
 
 def baseline(config, workdir, ctx):
-    """Fine-tunes with L_mrc and exports ``baseline/hf``."""
-    if _skip_trained(workdir, "baseline"):
+    """Fine-tunes with L_mrc and exports ``baseline/hf`` (and ``baseline/best/hf``)."""
+    if common.skip_trained(workdir, "baseline"):
         return
     setup(config, workdir, ctx)
     feats = train_features(config, ctx)
     arrays = {k: feats[k] for k in TRAIN_KEYS}
-    _run_training(config, workdir, ctx, "baseline", arrays, train_step.mrc_objective,
-                  config.train.epochs, ctx["init_params"])
+    common.run_training(config, workdir, ctx, "baseline", arrays, train_step.mrc_objective,
+                        config.train.epochs, ctx["init_params"],
+                        evaluator=_dev_evaluator(config, workdir, ctx, "baseline"))
 
 
 def _predict_windows(module, params, feats, mesh, batch_size, k, max_answer_len):
     """Top-k spans of every window: ``(starts, ends, scores)`` ``[num_windows, k]``."""
-    params = _replicated(params, mesh)
+    params = common.replicated(params, mesh)
     n = len(feats["input_ids"])
     data_size = mesh.shape["data"] * mesh.shape["fsdp"]
     batch_size = max(data_size, batch_size - batch_size % data_size)
@@ -192,7 +145,7 @@ def mine(config, workdir, ctx):
         return
     setup(config, workdir, ctx)
     feats = train_features(config, ctx)
-    module, params = _load_stage_model(ctx, os.path.join(workdir, "baseline", "hf"), ctx["precision"])
+    module, params = common.load_stage_model(ctx, trained_model(config, workdir, "baseline"))
     z = config.hl.num_candidates
     starts, ends, scores = _predict_windows(module, params, feats, ctx["mesh"],
                                             config.train.eval_batch_size, z, config.max_answer_length)
@@ -213,7 +166,7 @@ def mine(config, workdir, ctx):
 
 def hl_aacl(config, workdir, ctx):
     """Trains from the baseline with alpha L_contrast + (1 - alpha) L_hard; exports ``hl_aacl/hf``."""
-    if _skip_trained(workdir, "hl_aacl"):
+    if common.skip_trained(workdir, "hl_aacl"):
         return
     setup(config, workdir, ctx)
     feats = train_features(config, ctx)
@@ -222,7 +175,7 @@ def hl_aacl(config, workdir, ctx):
             raise ValueError(f"{workdir}/mine/candidates.npz was mined from other training windows; "
                              "delete it to mine again")
         cands = {k: c[k] for k in ("cand_starts", "cand_ends", "cand_valid")}
-    _, params = _load_stage_model(ctx, os.path.join(workdir, "baseline", "hf"), ctx["precision"])
+    _, params = common.load_stage_model(ctx, trained_model(config, workdir, "baseline"))
     arrays = {**{k: feats[k] for k in TRAIN_KEYS}, **cands}
     hl = config.hl
     extra = ({"hl": {"type_logits": jnp.asarray(DEFAULT_TYPE_LOGITS, jnp.float32)}}
@@ -231,10 +184,27 @@ def hl_aacl(config, workdir, ctx):
     def objective(module):
         return train_step.hl_aacl_objective(module, hl.variant, hl.alpha, hl.tau, hl.num_contrast,
                                             config.max_answer_length, tuple(hl.type_weights))
-    _run_training(config, workdir, ctx, "hl_aacl", arrays, objective, hl.epochs, params, extra)
+    common.run_training(config, workdir, ctx, "hl_aacl", arrays, objective, hl.epochs, params, extra,
+                        evaluator=_dev_evaluator(config, workdir, ctx, "hl_aacl"))
 
 
 # --------------------------------------------------------------------------- evaluation
+
+def score_file(config, ctx, module, params, fs, examples, n_best=None):
+    """EM / F1 of one evaluation file: ``(result, predictions, nbest)``; ``result`` holds
+    ``exact_match``, ``f1``, ``total`` and the ``metric`` used (MLQA or SQuAD rules)."""
+    n_best = n_best or config.eval.n_best
+    feats = _features(config, ctx, examples)
+    starts, ends, scores = _predict_windows(module, params, feats, ctx["mesh"],
+                                            config.train.eval_batch_size, n_best,
+                                            config.max_answer_length)
+    nbest = postprocess.nbest_per_example(examples, feats, starts, ends, scores, n_best)
+    preds = postprocess.predictions_from_nbest(nbest)
+    metric = squad_metrics.default_metric(fs.name)
+    gold = {ex.id: [a.text for a in ex.answers] for ex in examples if ex.answers}
+    res = squad_metrics.evaluate(gold, preds, fs.language, metric)
+    return {**res, "metric": metric}, preds, nbest
+
 
 def evaluate(config, workdir, ctx):
     """Per dataset and language: predictions, n-best, EM / F1, EM@k; tables and a plot."""
@@ -244,9 +214,9 @@ def evaluate(config, workdir, ctx):
         print(open(os.path.join(out_dir, "results.md"), encoding="utf-8").read())
         return
     setup(config, workdir, ctx)
-    folder = _exported(workdir, "hl_aacl") or _exported(workdir, "baseline")
+    folder = trained_model(config, workdir, "hl_aacl") or trained_model(config, workdir, "baseline")
     if folder:
-        module, params = _load_stage_model(ctx, folder, ctx["precision"])
+        module, params = common.load_stage_model(ctx, folder)
         log.info("evaluate: model %s", folder)
     elif ctx["init_params"] is not None:
         module, params = ctx["module"], ctx["init_params"]
@@ -260,15 +230,9 @@ def evaluate(config, workdir, ctx):
     for fs, examples, rep in load_specs(config.data.eval, config.data.skip_bad_records,
                                         "config.data.eval"):
         log.info("%s", rep)
-        feats = _features(config, ctx, examples)
-        starts, ends, scores = _predict_windows(module, params, feats, ctx["mesh"],
-                                                config.train.eval_batch_size, n_best,
-                                                config.max_answer_length)
-        nbest = postprocess.nbest_per_example(examples, feats, starts, ends, scores, n_best)
-        preds = postprocess.predictions_from_nbest(nbest)
-        metric = squad_metrics.default_metric(fs.name)
+        res, preds, nbest = score_file(config, ctx, module, params, fs, examples, n_best)
+        metric = res["metric"]
         gold = {ex.id: [a.text for a in ex.answers] for ex in examples if ex.answers}
-        res = squad_metrics.evaluate(gold, preds, fs.language, metric)
         em_at = {}
         for k in ks:
             hits = [max(squad_metrics.score_one(t, gold[q], fs.language, metric)[0]

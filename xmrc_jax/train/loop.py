@@ -17,7 +17,6 @@ import signal
 import time
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from xmrc_jax.train import sharding as sh
@@ -80,12 +79,20 @@ def restore_latest(mngr, state):
 
 def train(name: str, ckpt_dir: str, state, step_fn, iterator, mesh, total_steps: int,
           checkpoint_every: int, keep: int = 2, log_every: int = 50, writer=None,
-          examples_per_step: int = 0):
-    """Runs ``step_fn`` until ``state.step == total_steps``; returns the final state."""
+          examples_per_step: int = 0, evaluator=None, eval_every: int = 0):
+    """Runs ``step_fn`` until ``state.step == total_steps``; returns the final state.
+
+    With ``evaluator`` and ``eval_every > 0``, every ``eval_every`` steps and at the end
+    ``evaluator(state)`` gives a dev score (higher is better); when it beats the best so far
+    ``evaluator.save_best(state, step, score)`` keeps that model. The best score travels with
+    the checkpoints, so a resumed run keeps comparing against it.
+    """
     mngr = checkpoint_manager(ckpt_dir, keep)
     state, meta = restore_latest(mngr, state)
+    best = {"step": None, "score": None}
     if meta is not None:
         iterator.set_state(meta["iterator"])
+        best = meta.get("best", best)
     step = int(jax.device_get(state.step))
     t_last, step_last = time.time(), step
     try:
@@ -113,12 +120,24 @@ def train(name: str, ckpt_dir: str, state, step_fn, iterator, mesh, total_steps:
                         writer.write_scalars(step, {**vals, "steps_per_s": rate,
                                                     "examples_per_s": rate * examples_per_step})
                     t_last, step_last = now, step
+                if evaluator is not None and eval_every > 0 and (
+                        step % eval_every == 0 or step == total_steps):
+                    score = float(evaluator(state))
+                    improved = best["score"] is None or score > best["score"]
+                    log.info("%s step %d: dev score %.3f (best %s)", name, step, score,
+                             f"{score:.3f}, new" if improved else f"{best['score']:.3f} at step {best['step']}")
+                    if writer is not None:
+                        writer.write_scalars(step, {"dev_score": score})
+                    if improved:
+                        best = {"step": step, "score": score}
+                        evaluator.save_best(state, step, score)
+                meta = {"stage": name, "step": step, "best": best}
                 saved = step % checkpoint_every == 0 or step == total_steps
                 if saved:
-                    _save(mngr, state, iterator, {"stage": name, "step": step})
+                    _save(mngr, state, iterator, meta)
                 if sigterm.raised:
                     if not saved:
-                        _save(mngr, state, iterator, {"stage": name, "step": step}, force=True)
+                        _save(mngr, state, iterator, meta, force=True)
                     mngr.wait_until_finished()
                     raise Preempted(f"{name}: SIGTERM at step {step}; checkpoint saved, run the "
                                     "same command again to resume")

@@ -1,7 +1,8 @@
 """The one train step, and the objectives that plug into it.
 
-An objective is ``objective(params, batch, rng) -> (loss, aux)`` with the model closed over;
-``make_train_step`` wraps it into a pure ``(state, batch) -> (state, metrics)`` with gradient
+An objective is ``objective(params, batch, rng, *consts) -> (loss, aux)`` with the model closed
+over; ``consts`` are trees the step reads but never updates (McCrolin's frozen teacher).
+``make_train_step`` wraps it into a pure ``(state, batch, *consts) -> (state, metrics)`` with gradient
 accumulation (a ``lax.scan`` over micro-batches), dynamic loss scaling for fp16 and the
 optimizer update. ``compile_train_step`` jits it over the mesh with the state donated and
 returns the compiled executable (compile time and ``memory_analysis()`` are logged).
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xmrc_jax.losses import aacl_loss, hard_learning_loss, mrc_loss
+from xmrc_jax.losses import aacl_loss, hard_learning_loss, mccrolin_loss, mrc_loss
 from xmrc_jax.ops import top_k_spans
 from xmrc_jax.train import sharding as sh
 
@@ -76,7 +77,7 @@ def hl_aacl_objective(module, variant: str, alpha: float, tau: float, num_contra
 
 
 def make_train_step(objective, tx, grad_accum_steps: int = 1):
-    def train_step(state, batch):
+    def train_step(state, batch, *consts):
         rng = jax.random.fold_in(state.rng, state.step)
         k = grad_accum_steps
         micro = jax.tree_util.tree_map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
@@ -84,9 +85,9 @@ def make_train_step(objective, tx, grad_accum_steps: int = 1):
         def grads_of(params, mb, r):
             if state.dynamic_scale is not None:
                 fn = state.dynamic_scale.value_and_grad(objective, has_aux=True)
-                ds, finite, (loss, aux), g = fn(params, mb, r)
+                ds, finite, (loss, aux), g = fn(params, mb, r, *consts)
                 return (loss, aux), g, ds, finite
-            (loss, aux), g = jax.value_and_grad(objective, has_aux=True)(params, mb, r)
+            (loss, aux), g = jax.value_and_grad(objective, has_aux=True)(params, mb, r, *consts)
             return (loss, aux), g, None, jnp.array(True)
 
         def body(carry, xs):
@@ -99,7 +100,7 @@ def make_train_step(objective, tx, grad_accum_steps: int = 1):
 
         zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
         aux_shape = jax.eval_shape(lambda: objective(state.params, jax.tree_util.tree_map(
-            lambda x: x[0], micro), rng)[1])
+            lambda x: x[0], micro), rng, *consts)[1])
         aux0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape)
         carry = (zeros, jnp.zeros((), jnp.float32), aux0, jnp.array(True), state.dynamic_scale)
         (g, loss, aux, finite, ds), _ = jax.lax.scan(body, carry, (jnp.arange(k), micro))
@@ -118,16 +119,18 @@ def make_train_step(objective, tx, grad_accum_steps: int = 1):
     return train_step
 
 
-def compile_train_step(train_step, state, shardings, example_batch, mesh):
-    """``jax.jit`` over the mesh (state donated), lowered and compiled once; logs compile time and
-    ``memory_analysis()``. Returns the compiled callable."""
+def compile_train_step(train_step, state, shardings, example_batch, mesh, consts=(),
+                       const_shardings=()):
+    """``jax.jit`` over the mesh (the state donated; ``consts`` not), lowered and compiled once;
+    logs compile time and ``memory_analysis()``. Returns the compiled callable
+    ``(state, batch, *consts) -> (state, metrics)``."""
     batch_sh = {k: sh.batch_sharding(mesh, v.ndim) for k, v in example_batch.items()}
-    jitted = jax.jit(train_step, in_shardings=(shardings, batch_sh),
+    jitted = jax.jit(train_step, in_shardings=(shardings, batch_sh, *const_shardings),
                      out_shardings=(shardings, None), donate_argnums=(0,))
     abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh[k])
                       for k, v in example_batch.items()}
     t0 = time.time()
-    compiled = jitted.lower(state, abstract_batch).compile()
+    compiled = jitted.lower(state, abstract_batch, *consts).compile()
     mem = compiled.memory_analysis()
     log.info("train step compiled in %.1fs; memory: %s", time.time() - t0, _memory_summary(mem))
     return compiled
@@ -148,3 +151,34 @@ def predict_top_k(module, params, batch, k: int, max_answer_len: int):
     out = module.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
                        batch["token_type_ids"], deterministic=True)
     return top_k_spans(out.start_logits, out.end_logits, batch["context_mask"], k, max_answer_len)
+
+
+MCCROLIN_TEXTS = ("q_en", "q_ne", "d", "pr")
+
+
+def embed(module, params, ids, mask, normalize: bool, rng=None):
+    """Sentence embeddings ``[batch, hidden]`` (fp32) from an ``embed``-head module; dropout
+    when ``rng`` is given, L2-normalised when ``normalize``."""
+    out = module.apply({"params": params}, ids, mask, None, deterministic=rng is None,
+                       rngs=None if rng is None else {"dropout": rng})
+    e = out.embeddings.astype(jnp.float32)
+    if normalize:
+        e = e / jnp.maximum(jnp.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+    return e
+
+
+def mccrolin_objective(module, gammas, betas, lambdas, omegas, tau: float, normalize: bool):
+    """McCrolin (Eq. 1) over a batch of tuples ``{q_en, q_ne, d, pr}_{ids,mask}``.
+
+    The teacher is the extra step argument: a frozen tree, embedded without dropout and under
+    ``stop_gradient`` (it gets no gradient and is not in the optimizer). The student is
+    ``params["model"]``, embedded with dropout.
+    """
+    def objective(params, batch, rng, teacher):
+        teacher = jax.lax.stop_gradient(teacher)
+        t = {k: embed(module, teacher, batch[f"{k}_ids"], batch[f"{k}_mask"], normalize)
+             for k in ("q_en", "d", "pr")}
+        s = {k: embed(module, params["model"], batch[f"{k}_ids"], batch[f"{k}_mask"], normalize,
+                      jax.random.fold_in(rng, i)) for i, k in enumerate(MCCROLIN_TEXTS)}
+        return mccrolin_loss(t, s, gammas, betas, lambdas, omegas, tau)
+    return objective
