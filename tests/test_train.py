@@ -225,3 +225,37 @@ def test_dev_f1_evaluator_exports_the_best_model(tmp_path):
     best = json.load(open(tmp_path / "baseline" / "best" / "best.json"))
     assert best == {"step": 7, "dev_f1": score}
     assert (tmp_path / "baseline" / "best" / "hf" / "model.safetensors").exists()
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_loopback_match_one_process(tmp_path):
+    """launch/local.sh -n 2: two jax.distributed CPU processes (one device each) train to the
+    same parameters as one process with two devices; only process 0 writes the export."""
+    args = ["--config.train.max_steps=6", "--config.train.checkpoint_every=3"]
+    env = {**os.environ, "XMRC_PORT": str(_free_port())}
+    two = tmp_path / "two"
+    out = subprocess.run(["bash", "launch/local.sh", "-n", "2", "--", *_demo_cmd(two, *args)[3:]],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "process 0 of 2" in out.stderr and "process 1 of 2" in (two / "launch-1.log").read_text()
+    one = tmp_path / "one"
+    env1 = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    subprocess.run(_demo_cmd(one, *args), cwd=ROOT, env=env1, check=True, capture_output=True)
+    a, b = _final_params(one), _final_params(two)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-5, err_msg=k)
+
+
+def test_missing_pretrained_weights_is_one_clear_sentence(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "xmrc_jax.main", "--config=configs/mlqa.py",
+                          f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert last.startswith("xmrc_jax: config.model.name 'xlm-roberta-base'") and "--config.model.name=DIR" in last

@@ -25,9 +25,16 @@ def main(argv):
     distributed.maybe_initialize()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
+    from xmrc_jax.data import DataError
     from xmrc_jax.stages import run_stages
     os.makedirs(FLAGS.workdir, exist_ok=True)
-    run_stages(FLAGS.config, FLAGS.workdir)
+    try:
+        run_stages(FLAGS.config, FLAGS.workdir)
+    except (FileNotFoundError, DataError) as e:
+        # Missing weights or data, a bad data file: the message says what to do; the traceback
+        # only goes to the debug log.
+        logging.debug("traceback", exc_info=True)
+        raise SystemExit(f"xmrc_jax: {e}") from None
 
 
 if __name__ == "__main__":

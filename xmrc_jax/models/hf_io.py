@@ -134,9 +134,10 @@ def _resolve(name_or_path: str) -> str:
             "tokenizer*", "sentencepiece*", "*.model", "vocab.txt", "special_tokens_map.json"])
     except Exception as e:  # offline, unknown repo, ...
         raise FileNotFoundError(
-            f"{name_or_path!r} is neither a local checkpoint folder nor a reachable Hugging Face hub "
-            f"id ({type(e).__name__}: {e}). Download it where the hub is reachable "
-            f"(`huggingface-cli download {name_or_path} --local-dir DIR`) and pass DIR.") from e
+            f"{name_or_path!r} is neither a local checkpoint folder nor reachable on the Hugging "
+            f"Face hub ({type(e).__name__}): download it where the hub is reachable "
+            f"(huggingface-cli download {name_or_path} --local-dir DIR) and pass the folder "
+            "(--config.model.name=DIR).") from e
 
 
 def _read_safetensors(path: str) -> dict:
