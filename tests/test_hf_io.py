@@ -171,3 +171,30 @@ def test_tokenizer_vocabulary_must_match_the_model():
         load_tokenizer(folder, vocab_size=250002)
     with pytest.raises(ValueError, match="do not belong together"):
         load_tokenizer(folder, vocab_size=5)
+
+
+def test_dropout_rate_expectation_and_bit_uniformity():
+    import jax
+    import jax.numpy as jnp
+    from xmrc_jax.models.encoder import Dropout, dropout_bits
+
+    x = jnp.ones((64, 1000))
+    d = Dropout(0.1)
+    y = d.apply({}, x, False, rngs={"dropout": jax.random.PRNGKey(0)})
+    kept = np.asarray(y != 0)
+    assert abs(kept.mean() - 0.9) < 0.005                       # 64k Bernoulli(0.9) draws
+    assert abs(float(y.mean()) - 1.0) < 0.01                     # expectation preserved
+    np.testing.assert_allclose(np.asarray(y)[kept], 65536 / 58982, rtol=1e-6)
+    assert d.apply({}, x, True) is x                             # deterministic: identity
+    y2 = d.apply({}, x, False, rngs={"dropout": jax.random.PRNGKey(1)})
+    assert 0.15 < np.mean(kept != np.asarray(y2 != 0)) < 0.21     # independent masks (~0.18)
+    y3 = d.apply({}, x, False, rngs={"dropout": jax.random.PRNGKey(0)})
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y3))   # reproducible
+    # the hashed bits look uniform: every byte value about equally often, bits unbiased
+    bits = np.asarray(dropout_bits(jax.random.PRNGKey(3), 1 << 16))
+    counts = np.bincount(bits.view(np.uint8), minlength=256)
+    expected = bits.size * 4 / 256
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 340                                             # df 255: p ~ 0.0003
+    per_bit = ((bits[:, None] >> np.arange(32, dtype=np.uint32)) & 1).mean(0)
+    assert np.abs(per_bit - 0.5).max() < 0.01

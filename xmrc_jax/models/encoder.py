@@ -138,6 +138,53 @@ def _ones(names: tuple):
     return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
 
 
+def _fmix32(h):
+    """MurmurHash3's 32-bit finaliser: a bijection that spreads every input bit over the word."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def dropout_bits(key, num_words: int):
+    """``num_words`` pseudo-random uint32 words: two words drawn from ``key`` with the JAX PRNG
+    seed a counter-based hash (two rounds of MurmurHash3's finaliser over the word index).
+
+    The hash is several times cheaper than drawing every word from threefry, and its output
+    passes as uniform for the purpose of dropout masks (as Philox does for PyTorch); keys for
+    different layers and steps come from the JAX PRNG as usual, so masks stay reproducible.
+    """
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    i = jax.lax.iota(jnp.uint32, num_words)
+    return _fmix32(_fmix32(i * jnp.uint32(0x9E3779B9) + seed[0]) ^ seed[1])
+
+
+class Dropout(nn.Module):
+    """Inverted dropout with 16 random bits per element from ``dropout_bits``.
+
+    On CPU, drawing 32 threefry bits per element (``nn.Dropout``) took about a third of an
+    XLM-R training step. Here one hashed word gives two decisions. An element is kept when
+    its 16 bits fall below ``round(keep * 65536)``: the keep probability is exact to within
+    2**-17 (0.899994 for rate 0.1), and kept values are divided by that realised probability,
+    so the expectation is unchanged.
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool):
+        if deterministic or self.rate == 0.0:
+            return x
+        if self.rate >= 1.0:
+            return jnp.zeros_like(x)
+        threshold = int(round((1.0 - self.rate) * 65536))
+        bits = dropout_bits(self.make_rng("dropout"), (x.size + 1) // 2)
+        halves = jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:x.size]
+        keep = (halves < threshold).reshape(x.shape)
+        return jnp.where(keep, x / jnp.asarray(threshold / 65536, x.dtype), jnp.zeros_like(x))
+
+
 class LayerNorm(nn.Module):
     """LayerNorm with logically named ``scale`` / ``bias``; statistics in float32."""
 
@@ -169,7 +216,7 @@ class Embeddings(nn.Module):
             position_ids_for(cfg, input_ids))
         x += embed(cfg.type_vocab_size, "token_type_embeddings", (None, "embed"))(token_type_ids)
         x = LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(x)
-        x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
@@ -191,7 +238,7 @@ class SelfAttention(nn.Module):
         q = q / jnp.sqrt(cfg.head_dim).astype(q.dtype)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) + bias
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+        probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
         ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
         ctx = nn.with_logical_constraint(ctx, ("batch", "length", "heads", "kv"))
         return nn.DenseGeneral(cfg.hidden_size, axis=(-2, -1), dtype=self.dtype,
@@ -211,7 +258,7 @@ class Layer(nn.Module):
     @nn.compact
     def __call__(self, x, bias, deterministic: bool):
         cfg = self.config
-        drop = nn.Dropout(cfg.hidden_dropout_prob)
+        drop = Dropout(cfg.hidden_dropout_prob)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         attn = SelfAttention(cfg, self.dtype, self.param_dtype, self.initializer_range,
                              name="attention")(x, bias, deterministic)

@@ -98,14 +98,18 @@ def make_train_step(objective, tx, grad_accum_steps: int = 1):
             aux_sum = jax.tree_util.tree_map(jnp.add, aux_sum, aux)
             return (g_sum, loss_sum + loss, aux_sum, fin & finite, ds2 if ds2 is not None else ds), None
 
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
-        aux_shape = jax.eval_shape(lambda: objective(state.params, jax.tree_util.tree_map(
-            lambda x: x[0], micro), rng, *consts)[1])
-        aux0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape)
-        carry = (zeros, jnp.zeros((), jnp.float32), aux0, jnp.array(True), state.dynamic_scale)
-        (g, loss, aux, finite, ds), _ = jax.lax.scan(body, carry, (jnp.arange(k), micro))
-        g = jax.tree_util.tree_map(lambda x: x / k, g)
-        loss, aux = loss / k, jax.tree_util.tree_map(lambda x: x / k, aux)
+        if k == 1:     # no accumulation: no scan, no zero-filled gradient buffer
+            (loss, aux), g, ds, finite = grads_of(state.params, batch, jax.random.fold_in(rng, 0))
+            ds = ds if ds is not None else state.dynamic_scale
+        else:
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+            aux_shape = jax.eval_shape(lambda: objective(state.params, jax.tree_util.tree_map(
+                lambda x: x[0], micro), rng, *consts)[1])
+            aux0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape)
+            carry = (zeros, jnp.zeros((), jnp.float32), aux0, jnp.array(True), state.dynamic_scale)
+            (g, loss, aux, finite, ds), _ = jax.lax.scan(body, carry, (jnp.arange(k), micro))
+            g = jax.tree_util.tree_map(lambda x: x / k, g)
+            loss, aux = loss / k, jax.tree_util.tree_map(lambda x: x / k, aux)
         updates, new_opt = tx.update(g, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         if state.dynamic_scale is not None:   # skip the update on overflow, as DynamicScale intends
