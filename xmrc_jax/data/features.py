@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -49,13 +50,27 @@ def truncate_questions(questions, tokenizer, max_query_length: int) -> list:
     return out
 
 
+# Per tokenizer object: its fingerprint and configured window tokenizers. Serialising a 250k
+# vocabulary takes about a second, so each is built once per tokenizer, not once per call.
+_PER_TOKENIZER = weakref.WeakKeyDictionary()
+
+
+def _memo(tokenizer) -> dict:
+    return _PER_TOKENIZER.setdefault(tokenizer, {})
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
-    """The tokenizer's vocabulary, normalizer and pre/post-processing as JSON, without the
-    truncation and padding state that every call with ``truncation=`` / ``padding=`` changes."""
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    spec.pop("truncation", None)
-    spec.pop("padding", None)
-    return json.dumps(spec, sort_keys=True)
+    """SHA-256 of the tokenizer's vocabulary, normalizer and pre/post-processing, without the
+    truncation and padding state that every call with ``truncation=`` / ``padding=`` changes.
+    Added tokens change ``len(tokenizer)``, which is part of the key too."""
+    memo = _memo(tokenizer)
+    if memo.get("fingerprint", (None,))[0] != len(tokenizer):
+        spec = json.loads(tokenizer.backend_tokenizer.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        memo["fingerprint"] = (len(tokenizer), f"{len(tokenizer)}:{digest}")
+    return memo["fingerprint"][1]
 
 
 def cache_key(examples, tokenizer, settings: dict) -> str:
@@ -117,10 +132,14 @@ def _window_tokenizer(tokenizer, L, stride):
     half the time of a batch); the tests check the result equals the wrapper's, window by
     window."""
     from tokenizers import Tokenizer
-    bt = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
-    bt.enable_truncation(max_length=L, stride=stride, strategy="only_second", direction="right")
-    bt.enable_padding(length=L, pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)
-    return bt
+    memo = _memo(tokenizer)
+    key = ("windows", len(tokenizer), L, stride)
+    if key not in memo:
+        bt = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        bt.enable_truncation(max_length=L, stride=stride, strategy="only_second", direction="right")
+        bt.enable_padding(length=L, pad_id=tokenizer.pad_token_id, pad_token=tokenizer.pad_token)
+        memo[key] = bt
+    return memo[key]
 
 
 def _stack(windows, attr, L, width=1):

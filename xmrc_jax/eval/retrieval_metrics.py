@@ -42,22 +42,25 @@ def top_k_chunked(queries, pool, k: int, chunk: int = 4096, similarity: str = "d
     if similarity not in SIMILARITIES:
         raise ValueError(f"similarity {similarity!r}: expected one of {SIMILARITIES}")
     q = queries.astype(jnp.float32)
-    p = pool.astype(jnp.float32)
     if similarity == "cosine":
-        q, p = normalize(q), normalize(p)
-    n = p.shape[0]
+        q = normalize(q)
+    n = pool.shape[0]
     size = n if pool_size is None else pool_size
     chunk = max(1, min(chunk, n))
     num_chunks = -(-n // chunk)
-    p = jnp.pad(p, ((0, num_chunks * chunk - n), (0, 0))).reshape(num_chunks, chunk, -1)
     kk = min(k, chunk)
 
-    def body(carry, xs):
+    def body(carry, i):
         best_s, best_i = carry
-        i, block = xs
+        # Slices of the pool itself (no padded or normalised copy of it): the last chunk is
+        # shifted back to end at n, and rows an earlier chunk already scored are masked.
+        begin = jnp.minimum(i * chunk, n - chunk)
+        block = jax.lax.dynamic_slice_in_dim(pool, begin, chunk, axis=0).astype(jnp.float32)
+        if similarity == "cosine":
+            block = normalize(block)
         s = q @ block.T                                              # [Q, chunk]
-        idx = i * chunk + jnp.arange(chunk, dtype=jnp.int32)
-        s = jnp.where((idx < size)[None, :], s, -jnp.inf)
+        idx = begin + jnp.arange(chunk, dtype=jnp.int32)
+        s = jnp.where(((idx >= i * chunk) & (idx < size))[None, :], s, -jnp.inf)
         cs, ci = jax.lax.top_k(s, kk)
         # Running best first: its indices are all lower, so top_k's lower-position-first rule
         # keeps the lower candidate index on ties.
@@ -68,7 +71,7 @@ def top_k_chunked(queries, pool, k: int, chunk: int = 4096, similarity: str = "d
 
     init = (jnp.full((q.shape[0], k), -jnp.inf, jnp.float32),
             jnp.full((q.shape[0], k), -1, jnp.int32))
-    (scores, indices), _ = jax.lax.scan(body, init, (jnp.arange(num_chunks), p))
+    (scores, indices), _ = jax.lax.scan(body, init, jnp.arange(num_chunks, dtype=jnp.int32))
     indices = jnp.where(jnp.isneginf(scores), -1, indices)
     return scores, indices
 
