@@ -60,8 +60,8 @@ f = lambda s, e, m: top_k_spans(s, e, m, k=4, max_answer_len=2)
 starts, ends, scores = f(start, end, mask)
 print("starts", starts, "ends", ends, "scores", scores, sep="\\n")
 _ = inspect(f, start, end, mask)"""),
-    ("md", """The best span is (1, 2): 3 + 2 = 5. Span (1, 3) would score 7 but is 3 tokens long,
-over `max_answer_len = 2`.
+    ("md", """Spans (1, 2) and (2, 3) both score 5; the tie goes to the lower start. Span (1, 3) would
+score 3 + 4 = 7 but is 3 tokens long, over `max_answer_len = 2`; tokens 0 and 5 are not context.
 
 ## `span_log_prob` and `span_types`"""),
     ("code", """valid = jnp.ones((1, 6), bool)
