@@ -126,8 +126,8 @@ for n in (1_000, 20_000):
         .lower(q, pool).compile().memory_analysis()
     print(f"pool {n:6d}: temporaries {mem.temp_size_in_bytes:8d} B, pool argument "
           f"{mem.argument_size_in_bytes - q.nbytes:9d} B")
-scores, idx = top_k_chunked(q, pool, k=3, chunk=512, similarity="cosine")
-print("top-3 of the first query:", idx[0], scores[0])"""),
+sims, found = top_k_chunked(q, pool, k=3, chunk=512, similarity="cosine")
+print("top-3 of the first query:", found[0], sims[0])"""),
 ]
 
 
