@@ -92,6 +92,16 @@ def skip_trained(workdir, stage) -> bool:
     return folder is not None
 
 
+def printed_if_done(out_dir, stage) -> bool:
+    """True (after printing the stored table) when ``out_dir`` holds a finished report."""
+    done = os.path.join(out_dir, "results.json")
+    if not os.path.exists(done):
+        return False
+    log.info("%s: %s exists, skipping", stage, done)
+    print(open(os.path.join(out_dir, "results.md"), encoding="utf-8").read())
+    return True
+
+
 def run_training(config, workdir, ctx, name, arrays, objective_fn, epochs, init_params,
                  extra_params=None, consts=(), evaluator=None):
     """Trains ``ctx["module"]`` on ``arrays`` (a dict of equally long numpy arrays) and exports it.

@@ -277,9 +277,7 @@ def mccrolin(config, workdir, ctx):
 def retrieval(config, workdir, ctx):
     """Recall@1/10 and MRR@10 per language on the test split, for the initial and best models."""
     out_dir = os.path.join(workdir, "retrieval")
-    if os.path.exists(os.path.join(out_dir, "results.json")):
-        log.info("retrieval: %s exists, skipping", os.path.join(out_dir, "results.json"))
-        print(open(os.path.join(out_dir, "results.md"), encoding="utf-8").read())
+    if common.printed_if_done(out_dir, "retrieval"):
         return
     setup(config, workdir, ctx)
     models = {}

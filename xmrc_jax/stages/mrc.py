@@ -209,9 +209,7 @@ def score_file(config, ctx, module, params, fs, examples, n_best=None):
 def evaluate(config, workdir, ctx):
     """Per dataset and language: predictions, n-best, EM / F1, EM@k; tables and a plot."""
     out_dir = os.path.join(workdir, "evaluate")
-    if os.path.exists(os.path.join(out_dir, "results.json")):
-        log.info("evaluate: %s exists, skipping", os.path.join(out_dir, "results.json"))
-        print(open(os.path.join(out_dir, "results.md"), encoding="utf-8").read())
+    if common.printed_if_done(out_dir, "evaluate"):
         return
     setup(config, workdir, ctx)
     folder = trained_model(config, workdir, "hl_aacl") or trained_model(config, workdir, "baseline")
