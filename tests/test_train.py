@@ -259,3 +259,28 @@ def test_missing_pretrained_weights_is_one_clear_sentence(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert last.startswith("xmrc_jax: config.model.name 'xlm-roberta-base'") and "--config.model.name=DIR" in last
+
+
+def test_remat_same_gradients_and_less_activation_memory():
+    cfg = EncoderConfig(vocab_size=50, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=256, max_position_embeddings=130,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 50, size=(8, 128)).astype(np.int32)
+    batch = dict(input_ids=ids, attention_mask=np.ones_like(ids), token_type_ids=np.zeros_like(ids),
+                 start_positions=np.full(8, 5, np.int32), end_positions=np.full(8, 7, np.int32))
+    params = build_model(cfg).init(jax.random.PRNGKey(0), ids[:1, :8], np.ones((1, 8), np.int32))["params"]
+    out = []
+    for remat in (False, True):
+        obj = ts.mrc_objective(build_model(cfg, remat=remat))
+        g = jax.jit(jax.grad(lambda p, b: obj({"model": p}, b, jax.random.PRNGKey(0))[0]))
+        temp = g.lower(params, batch).compile().memory_analysis().temp_size_in_bytes
+        out.append((temp, g(params, batch)))
+    for a, b in zip(jax.tree_util.tree_leaves(out[0][1]), jax.tree_util.tree_leaves(out[1][1])):
+        np.testing.assert_array_equal(a, b)
+    assert out[1][0] * 2 <= out[0][0], (out[0][0], out[1][0])
+    # with dropout the remat path draws its own masks and still trains
+    drop = build_model(EncoderConfig(**{**cfg.to_dict(), "hidden_dropout_prob": 0.1,
+                                        "attention_probs_dropout_prob": 0.1}), remat=True)
+    g = jax.grad(lambda p: ts.mrc_objective(drop)({"model": p}, batch, jax.random.PRNGKey(1))[0])(params)
+    assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(g))
