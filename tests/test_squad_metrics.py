@@ -74,3 +74,38 @@ def test_command_line(tmp_path):
                           str(tmp_path / "p.json"), "--lang", "es", "--metric", "squad"],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["exact_match"] == pytest.approx(0.0)   # "la" is kept by SQuAD's rules
+
+
+def test_metrics_writer_writes_jsonl_and_tensorboard_events(tmp_path):
+    import json
+    import struct
+
+    import pytest
+    from xmrc_jax.eval.report import MetricsWriter
+
+    w = MetricsWriter(str(tmp_path))
+    w.write_scalars(3, {"loss": 1.5, "lr": 2e-5})
+    w.flush()
+    w.close()
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert rows == [{"step": 3, "loss": 1.5, "lr": 2e-5}]
+    event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+    (events,) = [p for p in tmp_path.iterdir() if p.name.startswith("events.out.tfevents")]
+    data, scalars = events.read_bytes(), {}
+    while data:                                  # TFRecord: length, crc, payload, crc
+        (n,) = struct.unpack("<Q", data[:8])
+        ev = event_pb2.Event.FromString(data[12:12 + n])
+        for v in ev.summary.value:
+            scalars[v.tag] = (ev.step, v.simple_value)
+        data = data[12 + n + 4:]
+    assert scalars["loss"] == (3, 1.5) and scalars["lr"][0] == 3
+
+
+def test_progress_reports_and_passes_everything_through(caplog):
+    import logging
+
+    from xmrc_jax.eval.report import progress
+    with caplog.at_level(logging.INFO, logger="xmrc_jax"):
+        assert list(progress(range(5), 5, "walk", every_s=0.0)) == list(range(5))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("walk:")]
+    assert lines[0].startswith("walk: 1/5 batches") and len(lines) == 4 and "eta" in lines[-1]

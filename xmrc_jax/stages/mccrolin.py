@@ -146,7 +146,7 @@ def embed_texts(config, ctx, module, params, texts, kind: str) -> np.ndarray:
     order = np.argsort(-lengths, kind="stable")
     out = np.zeros((len(texts), module.config.hidden_size), np.float32)
     params = common.replicated(params, mesh)
-    for b in range(0, len(order), bs):
+    for b in report.progress(range(0, len(order), bs), -(-len(order) // bs), f"embed {kind}s"):
         rows = order[b:b + bs]
         width = min(ids.shape[1], int(-(-lengths[rows].max() // 32) * 32))
         bi = np.full((bs, width), ctx["tokenizer"].pad_token_id, np.int32)

@@ -121,7 +121,8 @@ def baseline(config, workdir, ctx):
                         evaluator=_dev_evaluator(config, workdir, ctx, "baseline"))
 
 
-def _predict_windows(module, params, feats, mesh, batch_size, k, max_answer_len):
+def _predict_windows(module, params, feats, mesh, batch_size, k, max_answer_len,
+                     what="predict"):
     """Top-k spans of every window: ``(starts, ends, scores)`` ``[num_windows, k]``."""
     params = common.replicated(params, mesh)
     n = len(feats["input_ids"])
@@ -129,7 +130,8 @@ def _predict_windows(module, params, feats, mesh, batch_size, k, max_answer_len)
     batch_size = max(data_size, batch_size - batch_size % data_size)
     out = [np.zeros((n, k), np.int32), np.zeros((n, k), np.int32), np.zeros((n, k), np.float32)]
     keys = ("input_ids", "attention_mask", "token_type_ids", "context_mask")
-    for b in eval_batches({key: feats[key] for key in keys}, batch_size):
+    batches = eval_batches({key: feats[key] for key in keys}, batch_size)
+    for b in report.progress(batches, -(-n // batch_size), what):
         valid, index = b.pop("valid"), b.pop("index")
         res = train_step.predict_top_k(module, params, sh.put_batch(b, mesh), k, max_answer_len)
         for dst, src in zip(out, res):
@@ -148,7 +150,8 @@ def mine(config, workdir, ctx):
     module, params = common.load_stage_model(ctx, trained_model(config, workdir, "baseline"))
     z = config.hl.num_candidates
     starts, ends, scores = _predict_windows(module, params, feats, ctx["mesh"],
-                                            config.train.eval_batch_size, z, config.max_answer_length)
+                                            config.train.eval_batch_size, z, config.max_answer_length,
+                                            "mine")
     gs, ge = feats["start_positions"], feats["end_positions"]
     has_gold = ((starts == gs[:, None]) & (ends == ge[:, None])).any(1)
     starts[~has_gold, -1], ends[~has_gold, -1] = gs[~has_gold], ge[~has_gold]
@@ -197,7 +200,8 @@ def score_file(config, ctx, module, params, fs, examples, n_best=None):
     feats = _features(config, ctx, examples)
     starts, ends, scores = _predict_windows(module, params, feats, ctx["mesh"],
                                             config.train.eval_batch_size, n_best,
-                                            config.max_answer_length)
+                                            config.max_answer_length,
+                                            f"evaluate {fs.name} {fs.language}")
     nbest = postprocess.nbest_per_example(examples, feats, starts, ends, scores, n_best)
     preds = postprocess.predictions_from_nbest(nbest)
     metric = squad_metrics.default_metric(fs.name)
