@@ -49,3 +49,9 @@ def test_demo_is_the_base_config_with_small_sizes():
     base, d = default.get_base_config(), demo.get_config()
     assert set(base.keys()) == set(d.keys())
     assert d.model.arch.num_hidden_layers == 2 and d.stages == default.STAGES
+
+
+def test_tuple_of_names_from_a_shell_override():
+    from xmrc_jax.stages import names
+    assert names("(en,es, zh)") == ["en", "es", "zh"] == names(("en", "es", "zh"))
+    assert names("('passage',)") == ["passage"]

@@ -28,11 +28,15 @@ def resolve(name: str):
     return getattr(importlib.import_module(module), fn)
 
 
-def stage_names(stages) -> list:
-    """``config.stages`` as a list; a string such as ``"(baseline,evaluate)"`` (what a shell
-    override gives without quotes) is split on commas."""
-    text = stages if isinstance(stages, str) else ",".join(str(s) for s in stages)
+def names(value) -> list:
+    """A tuple-of-names config value as a list; a string such as ``"(baseline,evaluate)"``
+    (what a shell override like ``--config.stages=(baseline,evaluate)`` gives, the names being
+    unquoted) is split on commas."""
+    text = value if isinstance(value, str) else ",".join(str(s) for s in value)
     return [s.strip(" '\"()[]") for s in text.split(",") if s.strip(" '\"()[]")]
+
+
+stage_names = names
 
 
 def run_stages(config, workdir: str) -> dict:

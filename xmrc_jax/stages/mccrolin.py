@@ -31,7 +31,7 @@ from xmrc_jax.data.squad_format import DataError
 from xmrc_jax.eval import report
 from xmrc_jax.eval.retrieval_metrics import micro_average, retrieval_metrics, top_k_chunked
 from xmrc_jax.models import init_params, save_pretrained
-from xmrc_jax.stages import common
+from xmrc_jax.stages import common, names
 from xmrc_jax.train import distributed, sharding as sh, step as train_step
 
 log = logging.getLogger("xmrc_jax")
@@ -111,10 +111,10 @@ def encode_texts(tokenizer, texts, max_length: int, prefix: str = "", what: str 
 
 def tuple_arrays(config, ctx, questions) -> dict:
     """Tokenized training tuples: ``{q_en,q_ne,d,pr}_{ids,mask}`` (each distinct text once)."""
-    cols = training_tuples(questions, config.retrieval.languages)
+    cols = training_tuples(questions, names(config.retrieval.languages))
     if not cols:
         raise DataError("no training tuples: the train split has no question in "
-                        f"{list(config.retrieval.languages)}")
+                        f"{names(config.retrieval.languages)}")
     arrays = {}
     for field, kind in FIELDS.items():
         unique = list(dict.fromkeys(cols[field]))
@@ -168,7 +168,7 @@ def score_model(config, ctx, module, params, questions, levels) -> dict:
     k = max(max(r.recall_at), r.mrr_at)
     out = {}
     for level in levels:
-        rs = retrieval_sets(questions, r.languages, level, r.include_english)
+        rs = retrieval_sets(questions, names(r.languages), level, r.include_english)
         pool = embed_texts(config, ctx, module, params, rs.pool,
                            "passage" if level == "passage" else "sentence")
         per_lang = {}
@@ -302,7 +302,7 @@ def retrieval(config, workdir, ctx):
         else:
             module, params = common.load_stage_model(ctx, folder)
         results[label] = score_model(config, ctx, module, params, test,
-                                     tuple(config.retrieval.levels))
+                                     tuple(names(config.retrieval.levels)))
     table = report.retrieval_markdown(results)
     if distributed.is_main_process():
         os.makedirs(out_dir, exist_ok=True)
