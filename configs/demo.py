@@ -17,11 +17,16 @@ DEMO = os.path.join(ROOT, "data", "demo")
 LANGS = ("en", "es", "de", "ar", "hi", "vi", "zh")
 
 
-def get_config(arg=None):
-    c = get_base_config()
+def use_demo_model(c):
+    """The shipped tokenizer and a 2-layer, 128-wide encoder from scratch (both demos)."""
     c.model.tokenizer = os.path.join(DEMO, "tokenizer")
     c.model.arch.update(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=512, max_position_embeddings=258)
+
+
+def get_config(arg=None):
+    c = get_base_config()
+    use_demo_model(c)
     c.data.train = [dict(path=os.path.join(DEMO, "train_en.json"), language="en", name="squad")]
     c.data.eval = ([dict(path=os.path.join(DEMO, f"mlqa.{lang}.json"), language=lang, name="mlqa")
                     for lang in LANGS] +

@@ -27,6 +27,7 @@ import os
 import ml_collections
 
 from configs.default import get_base_config
+from configs.demo import use_demo_model
 from configs.mlqa import parse_arg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,9 +80,7 @@ def get_config(arg=None):
     c.retrieval.query_block = 1024             # queries per top-k call
 
     if "demo" in a:
-        c.model.tokenizer = os.path.join(DEMO, "tokenizer")
-        c.model.arch.update(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                            intermediate_size=512, max_position_embeddings=258)
+        use_demo_model(c)
         c.data.parallel = [dict(path=os.path.join(DEMO, "retrieval", f"xquad.{lang}.json"),
                                 language=lang, name="xquad") for lang in DEMO_LANGS]
         c.retrieval.languages = DEMO_LANGS

@@ -55,3 +55,13 @@ def test_tuple_of_names_from_a_shell_override():
     from xmrc_jax.stages import names
     assert names("(en,es, zh)") == ["en", "es", "zh"] == names(("en", "es", "zh"))
     assert names("('passage',)") == ["passage"]
+
+
+@pytest.mark.parametrize("key,value", [("similarity", "l2"), ("select_metric", "R@5"),
+                                       ("levels", ("passage", "paragraph"))])
+def test_bad_retrieval_setting_names_its_key(tmp_path, key, value):
+    from xmrc_jax.stages import mccrolin as stage
+    c = mccrolin.get_config("demo")
+    setattr(c.retrieval, key, value)
+    with pytest.raises(ValueError, match=f"config.retrieval.{key}"):
+        stage.setup(c, str(tmp_path), {})

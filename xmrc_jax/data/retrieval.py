@@ -144,7 +144,7 @@ def join_parallel(dataset: str, english: list, others: dict) -> tuple:
             if lang in by_id.setdefault(ex.id, {}):
                 raise DataError(f"{dataset} {lang}: question id {ex.id!r} occurs twice")
             by_id[ex.id][lang] = ex.question
-        rep.per_language[lang] = len(exs)
+        rep.per_language[lang] = 0                 # counted below: those joined to English
     english_ids = set()
     out = []
     sentence_cache = {}
@@ -163,11 +163,11 @@ def join_parallel(dataset: str, english: list, others: dict) -> tuple:
                                     by_id.get(ex.id, {}), spans,
                                     sentences_of_span(list(spans), a.start, a.start + len(a.text))))
     for qid, langs in by_id.items():
-        if qid not in english_ids:
-            for lang in langs:
+        for lang in langs:
+            if qid in english_ids:
+                rep.per_language[lang] += 1
+            else:
                 rep.skipped[f"{lang} questions with no English counterpart"].append(qid)
-    for lang in rep.per_language:
-        rep.per_language[lang] -= len(rep.skipped.get(f"{lang} questions with no English counterpart", []))
     rep.joined = len(out)
     return out, rep
 

@@ -42,7 +42,7 @@ def setup(config, workdir, ctx, head: str = "span") -> dict:
     if not tok_path:
         raise ValueError("config.model.tokenizer (or config.model.name) must name a tokenizer "
                          "folder or hub id")
-    pooling = config.model.get("pooling", "mean")
+    pooling = config.model.pooling
     if config.model.name:
         if not os.path.isdir(config.model.name) and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise FileNotFoundError(
@@ -70,6 +70,13 @@ def setup(config, workdir, ctx, head: str = "span") -> dict:
 
 def replicated(params, mesh):
     return jax.device_put(params, NamedSharding(mesh, P()))
+
+
+def eval_batch_size(mesh, requested: int) -> int:
+    """``requested`` rounded down to a multiple of the mesh's batch-sharding size (at least one
+    row per data shard)."""
+    data = mesh.shape["data"] * mesh.shape["fsdp"]
+    return max(data, requested - requested % data)
 
 
 def load_stage_model(ctx, folder):

@@ -29,7 +29,8 @@ from xmrc_jax.data.retrieval import (join_parallel, retrieval_sets, split_by_art
                                      training_tuples)
 from xmrc_jax.data.squad_format import DataError
 from xmrc_jax.eval import report
-from xmrc_jax.eval.retrieval_metrics import micro_average, retrieval_metrics, top_k_chunked
+from xmrc_jax.eval.retrieval_metrics import (SIMILARITIES, micro_average, retrieval_metrics,
+                                             top_k_chunked)
 from xmrc_jax.models import init_params, save_pretrained
 from xmrc_jax.stages import common, names
 from xmrc_jax.train import distributed, sharding as sh, step as train_step
@@ -41,6 +42,12 @@ FIELDS = {"q_en": "query", "q_ne": "query", "d": "passage", "pr": "sentence"}
 def setup(config, workdir, ctx):
     common.setup(config, workdir, ctx, head="embed")
     r = config.retrieval
+    metrics = [f"R@{k}" for k in r.recall_at] + [f"MRR@{r.mrr_at}"]
+    checks = [("similarity", r.similarity, SIMILARITIES), ("select_metric", r.select_metric, metrics)]
+    checks += [("levels", lv, ("passage", "sentence")) for lv in names(r.levels)]
+    for key, value, allowed in checks:
+        if value not in allowed:
+            raise ValueError(f"config.retrieval.{key}: {value!r} is not one of {list(allowed)}")
     longest = max(r.max_query_length, r.max_passage_length, r.max_sentence_length)
     if longest > ctx["module"].config.max_tokens:
         raise ValueError(f"config.retrieval max lengths ({longest}) exceed the model's "
@@ -140,8 +147,7 @@ def embed_texts(config, ctx, module, params, texts, kind: str) -> np.ndarray:
     ids, mask = encode_texts(ctx["tokenizer"], texts, _lengths(config, kind),
                              _prefix(config, kind), f"{kind} texts")
     mesh = ctx["mesh"]
-    data = mesh.shape["data"] * mesh.shape["fsdp"]
-    bs = max(data, config.retrieval.eval_batch_size - config.retrieval.eval_batch_size % data)
+    bs = common.eval_batch_size(mesh, config.retrieval.eval_batch_size)
     lengths = mask.sum(1)
     order = np.argsort(-lengths, kind="stable")
     out = np.zeros((len(texts), module.config.hidden_size), np.float32)
@@ -166,14 +172,16 @@ def score_model(config, ctx, module, params, questions, levels) -> dict:
     """``{level: {lang: metrics, "avg": micro average over non-English languages}}``."""
     r = config.retrieval
     k = max(max(r.recall_at), r.mrr_at)
-    out = {}
+    out, query_emb = {}, {}
     for level in levels:
         rs = retrieval_sets(questions, names(r.languages), level, r.include_english)
         pool = embed_texts(config, ctx, module, params, rs.pool,
                            "passage" if level == "passage" else "sentence")
         per_lang = {}
         for lang, texts in rs.queries.items():
-            q = embed_texts(config, ctx, module, params, texts, "query")
+            if lang not in query_emb:      # the same queries at every level: embed them once
+                query_emb[lang] = embed_texts(config, ctx, module, params, texts, "query")
+            q = query_emb[lang]
             ranked = []
             for b in range(0, len(q), r.query_block):
                 _, idx = top_k_chunked(q[b:b + r.query_block], pool, k=k, chunk=r.chunk_size,

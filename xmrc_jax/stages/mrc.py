@@ -83,13 +83,14 @@ class DevF1:
     def __init__(self, config, workdir, ctx, stage):
         self.config, self.ctx = config, ctx
         self.dir = os.path.join(workdir, stage, "best")
-        self.dev = [(fs, ex) for fs, ex, rep in load_specs(
+        # windows built once here, not at every evaluation
+        self.dev = [(fs, ex, _features(config, ctx, ex)) for fs, ex, rep in load_specs(
             config.data.dev, config.data.skip_bad_records, "config.data.dev")]
 
     def __call__(self, state):
         params = state.params["model"]
-        f1 = [score_file(self.config, self.ctx, self.ctx["module"], params, fs, ex)[0]["f1"]
-              for fs, ex in self.dev]
+        f1 = [score_file(self.config, self.ctx, self.ctx["module"], params, fs, ex,
+                         feats=feats)[0]["f1"] for fs, ex, feats in self.dev]
         return sum(f1) / len(f1)
 
     def save_best(self, state, step, score):
@@ -126,8 +127,7 @@ def _predict_windows(module, params, feats, mesh, batch_size, k, max_answer_len,
     """Top-k spans of every window: ``(starts, ends, scores)`` ``[num_windows, k]``."""
     params = common.replicated(params, mesh)
     n = len(feats["input_ids"])
-    data_size = mesh.shape["data"] * mesh.shape["fsdp"]
-    batch_size = max(data_size, batch_size - batch_size % data_size)
+    batch_size = common.eval_batch_size(mesh, batch_size)
     out = [np.zeros((n, k), np.int32), np.zeros((n, k), np.int32), np.zeros((n, k), np.float32)]
     keys = ("input_ids", "attention_mask", "token_type_ids", "context_mask")
     batches = eval_batches({key: feats[key] for key in keys}, batch_size)
@@ -193,11 +193,13 @@ def hl_aacl(config, workdir, ctx):
 
 # --------------------------------------------------------------------------- evaluation
 
-def score_file(config, ctx, module, params, fs, examples, n_best=None):
+def score_file(config, ctx, module, params, fs, examples, n_best=None, feats=None):
     """EM / F1 of one evaluation file: ``(result, predictions, nbest)``; ``result`` holds
-    ``exact_match``, ``f1``, ``total`` and the ``metric`` used (MLQA or SQuAD rules)."""
+    ``exact_match``, ``f1``, ``total`` and the ``metric`` used (MLQA or SQuAD rules).
+    ``feats`` are the examples' windows when the caller already has them."""
     n_best = n_best or config.eval.n_best
-    feats = _features(config, ctx, examples)
+    if feats is None:
+        feats = _features(config, ctx, examples)
     starts, ends, scores = _predict_windows(module, params, feats, ctx["mesh"],
                                             config.train.eval_batch_size, n_best,
                                             config.max_answer_length,

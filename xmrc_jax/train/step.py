@@ -80,7 +80,6 @@ def make_train_step(objective, tx, grad_accum_steps: int = 1):
     def train_step(state, batch, *consts):
         rng = jax.random.fold_in(state.rng, state.step)
         k = grad_accum_steps
-        micro = jax.tree_util.tree_map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
 
         def grads_of(params, mb, r):
             if state.dynamic_scale is not None:
@@ -102,6 +101,8 @@ def make_train_step(objective, tx, grad_accum_steps: int = 1):
             (loss, aux), g, ds, finite = grads_of(state.params, batch, jax.random.fold_in(rng, 0))
             ds = ds if ds is not None else state.dynamic_scale
         else:
+            micro = jax.tree_util.tree_map(
+                lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
             zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
             aux_shape = jax.eval_shape(lambda: objective(state.params, jax.tree_util.tree_map(
                 lambda x: x[0], micro), rng, *consts)[1])
