@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from benchmarks.common import machine, save, timeit  # noqa: E402
 from xmrc_jax.eval.retrieval_metrics import top_k_chunked  # noqa: E402
 from xmrc_jax.models import EncoderConfig, build_model, init_params, load_pretrained  # noqa: E402
-from xmrc_jax.train import step as ts  # noqa: E402
+from xmrc_jax.tasks import retrieval_qa  # noqa: E402
 
 
 def embedding(args):
@@ -39,7 +39,7 @@ def embedding(args):
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 1000, size=(args.batch, args.seq)).astype(np.int32)
     mask = np.ones_like(ids)
-    f = jax.jit(ts.embed, static_argnames=("module", "normalize"))
+    f = retrieval_qa.embed_jit
     ids_d, mask_d = jnp.asarray(ids), jnp.asarray(mask)
     t_jax = timeit(lambda: f(module, params, ids_d, mask_d, True).block_until_ready(),
                    repeat=args.repeat)

@@ -23,7 +23,10 @@ from benchmarks.common import machine, matmul_peak_flops, save, timeit  # noqa: 
 from xmrc_jax.losses import DEFAULT_TYPE_LOGITS  # noqa: E402
 from xmrc_jax.models import EncoderConfig, build_model  # noqa: E402
 from xmrc_jax.ops import top_k_spans  # noqa: E402
-from xmrc_jax.train import sharding as sh, state as st, step as ts  # noqa: E402
+from xmrc_jax import mesh as sh  # noqa: E402
+from xmrc_jax.tasks import span_qa  # noqa: E402
+from xmrc_jax.train import state as st  # noqa: E402
+from xmrc_jax.train.trainer import build_step  # noqa: E402
 
 
 def make_batch(n, L, vocab, k=20, seed=0):
@@ -57,9 +60,8 @@ def jax_step(cfg, batch, objective, remat=False, extra=None):
     mesh = sh.make_mesh({"data": 1}, jax.devices()[:1])
     module = build_model(cfg, "span", remat=remat)
     tx, _ = st.make_optimizer(3e-5, 1000)
-    state, shardings = st.create_state(module, tx, mesh, jax.random.PRNGKey(0), extra_params=extra)
-    obj = objective(module)
-    compiled = ts.compile_train_step(ts.make_train_step(obj, tx), state, shardings, batch, mesh)
+    state, _, compiled = build_step(module, tx, mesh, objective(module), batch,
+                                    rng=jax.random.PRNGKey(0), extra_params=extra)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -117,7 +119,7 @@ def main():
     out = dict(machine=machine(), config=vars(args), matmul_peak_gflops=peak / 1e9,
                model_gflops_per_step=flops / 1e9)
 
-    base, mem, xla_flops = jax_step(cfg, batch, ts.mrc_objective)
+    base, mem, xla_flops = jax_step(cfg, batch, span_qa.mrc_objective)
     t_base = timeit(base, repeat=args.repeat)
     out["jax_baseline"] = dict(step_s=t_base, examples_per_s=args.batch / t_base,
                                fraction_of_matmul_peak=flops / t_base / peak,
@@ -125,7 +127,7 @@ def main():
                                temp_mib=mem.temp_size_in_bytes / 2**20,
                                argument_mib=mem.argument_size_in_bytes / 2**20)
     del base
-    hl = lambda m: ts.hl_aacl_objective(m, "weighted_learned", 0.5, 0.1, 50, 30)  # noqa: E731
+    hl = lambda m: span_qa.hl_aacl_objective(m, "weighted_learned", 0.5, 0.1, 50, 30)  # noqa: E731
     run_hl, mem_hl, _ = jax_step(cfg, batch, hl, extra={"hl": {"type_logits": jnp.asarray(
         DEFAULT_TYPE_LOGITS, jnp.float32)}})
     t_hl = timeit(run_hl, repeat=args.repeat)
@@ -137,7 +139,7 @@ def main():
     topk = jax.jit(lambda s, e, m: top_k_spans(s, e, m, 50, 30))
     t_topk = timeit(lambda: jax.block_until_ready(topk(logits, logits[::-1], ctx)), repeat=20)
     out["top_50_spans_in_step"] = dict(seconds=t_topk, fraction_of_hl_aacl_step=t_topk / t_hl)
-    _, mem_remat, _ = jax_step(cfg, batch, ts.mrc_objective, remat=True)
+    _, mem_remat, _ = jax_step(cfg, batch, span_qa.mrc_objective, remat=True)
     out["remat"] = dict(temp_mib_without=mem.temp_size_in_bytes / 2**20,
                         temp_mib_with=mem_remat.temp_size_in_bytes / 2**20,
                         reduction=mem.temp_size_in_bytes / max(mem_remat.temp_size_in_bytes, 1))

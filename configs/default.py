@@ -1,24 +1,31 @@
-"""Defaults shared by every xMRC config; each named config imports and overrides them.
+"""The method-neutral base config: every section either method reads, with defaults.
 
-Paper settings ("From Good to Best", AAAI 2022): XLM-R base, AdamW lr 3e-5, weight decay 0.01,
-10 % warm-up, batch 32, |Z| = 20 mined candidates, |A| = 50 contrastive candidates, alpha 0.5.
+Named configs (``demo.py``, ``mlqa.py``, ``xquad.py``, ``mccrolin.py``) import it and
+override; so any stage can run under any of them (``--config.stages=(evaluate,retrieval)``).
+On its own it is valid but names no stages and no data.
+
+xMRC paper settings ("From Good to Best", AAAI 2022): XLM-R base, AdamW lr 3e-5, weight decay
+0.01, 10 % warm-up, batch 32, |Z| = 20 mined candidates, |A| = 50 contrastive candidates,
+alpha 0.5. McCrolin's settings are in ``configs/mccrolin.py``.
 """
 
 import ml_collections
 
-STAGES = ("baseline", "mine", "hl_aacl", "evaluate")
+XMRC_STAGES = ("baseline", "mine", "hl_aacl", "evaluate")
 
 
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.stages = STAGES                   # a tuple, so --config.stages="(baseline,evaluate)" works
+    c.stages = ()                       # a tuple, so --config.stages="(baseline,evaluate)" works
 
     c.model = ml_collections.ConfigDict()
     c.model.name = ""                   # hub id or local Hugging Face folder; "" = random init from arch
     c.model.tokenizer = ""              # defaults to model.name
     c.model.pooling = "mean"
     c.model.remat = False
+    c.model.remat_policy = "nothing_saveable"   # jax.checkpoint_policies name (kernels "xla")
+    c.model.kernels = "auto"            # auto (cpu on CPU, xla elsewhere) | cpu | xla
     c.model.precision = "auto"          # auto | fp32 | bf16 | fp16 (fp16: dynamic loss scaling)
     c.model.v100_precision = "fp16"     # what auto picks on compute capability < 8.0: fp16 | fp32
     c.model.arch = ml_collections.ConfigDict(dict(
@@ -28,9 +35,10 @@ def get_base_config() -> ml_collections.ConfigDict:
         hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1))
 
     c.data = ml_collections.ConfigDict()
-    c.data.train = [dict(source="squad", path="", language="en")]
-    c.data.eval = []
+    c.data.train = []                   # span QA training files (data specs)
+    c.data.eval = []                    # span QA evaluation files
     c.data.dev = []                     # scored every train.eval_every steps; best kept by F1
+    c.data.parallel = []                # McCrolin: the same questions in several languages
     c.data.max_seq_length = 384
     c.data.doc_stride = 128
     c.data.max_query_length = 64
@@ -55,6 +63,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
 
+    # xMRC: hard learning + answer-aware contrastive learning (stage hl_aacl)
     c.hl = ml_collections.ConfigDict()
     c.hl.variant = "weighted_learned"   # mml | hard_em | weighted | weighted_learned
     c.hl.type_weights = (1.0, 0.1, 0.0)  # fixed weights (gold, one boundary, none) for "weighted"
@@ -68,5 +77,39 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.n_best = 20
     c.eval.em_at_k = (1, 3, 5, 10)
-    c.eval.use_best = True              # later stages use <stage>/best/hf (best dev F1) if present
+    c.eval.use_best = True              # later stages use <stage>/best/hf (best dev score) if present
+
+    # McCrolin: teacher-student rounds (stage mccrolin) and retrieval evaluation (retrieval)
+    c.mccrolin = ml_collections.ConfigDict()
+    c.mccrolin.rounds = 3
+    c.mccrolin.gammas = (1.0, 1.0, 1.0)        # L_XLC, L_rank, L_HA
+    c.mccrolin.betas = (1.0, 1.0, 1.0, 1.0)    # XLC: T(q_en)-S(q_ne), T(d)-S(d), T(d)-S(q_ne), T(q_en)-S(q_en)
+    c.mccrolin.lambdas = (1.0, 1.0)            # rank: CL(T(q_en), S(q_ne)), CL(T(d), S(q_ne))
+    c.mccrolin.omegas = (1.0, 1.0)             # HA: T(PR)-S(PR), T(PR)-S(q_ne)
+    c.mccrolin.tau = 0.05
+    c.mccrolin.normalize = True                # L2-normalise embeddings (dot product = cosine)
+
+    c.retrieval = ml_collections.ConfigDict()
+    c.retrieval.languages = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi",
+                             "ro")             # query languages; "en" queries are for reference
+    c.retrieval.include_english = True
+    c.retrieval.split_fractions = (0.7, 0.1, 0.2)   # train / dev / test, by article
+    c.retrieval.split_seed = 0
+    c.retrieval.levels = ("passage", "sentence")
+    c.retrieval.similarity = "cosine"          # cosine | dot
+    c.retrieval.recall_at = (1, 10)
+    c.retrieval.mrr_at = 10
+    c.retrieval.select_metric = "MRR@10"       # dev metric (passage level, avg) picking the round
+    c.retrieval.max_query_length = 64
+    c.retrieval.max_passage_length = 384
+    c.retrieval.max_sentence_length = 128
+    c.retrieval.query_prefix = ""
+    c.retrieval.passage_prefix = ""
+    c.retrieval.eval_batch_size = 64
+    c.retrieval.chunk_size = 8192              # pool candidates scored per top-k step
+    c.retrieval.query_block = 1024             # queries per top-k call
     return c
+
+
+def get_config(arg=None):
+    return get_base_config()

@@ -10,28 +10,19 @@ end to end; a model this small trained on this little data is not a research res
 
 import os
 
-from configs.default import get_base_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(ROOT, "data", "demo")
-LANGS = ("en", "es", "de", "ar", "hi", "vi", "zh")
-
-
-def use_demo_model(c):
-    """The shipped tokenizer and a 2-layer, 128-wide encoder from scratch (both demos)."""
-    c.model.tokenizer = os.path.join(DEMO, "tokenizer")
-    c.model.arch.update(hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=512, max_position_embeddings=258)
+from configs.common import DEMO, DEMO_LANGS, use_demo_model
+from configs.default import XMRC_STAGES, get_base_config
 
 
 def get_config(arg=None):
     c = get_base_config()
+    c.stages = XMRC_STAGES
     use_demo_model(c)
     c.data.train = [dict(path=os.path.join(DEMO, "train_en.json"), language="en", name="squad")]
     c.data.eval = ([dict(path=os.path.join(DEMO, f"mlqa.{lang}.json"), language=lang, name="mlqa")
-                    for lang in LANGS] +
+                    for lang in DEMO_LANGS] +
                    [dict(path=os.path.join(DEMO, f"xquad.{lang}.json"), language=lang, name="xquad")
-                    for lang in LANGS])
+                    for lang in DEMO_LANGS])
     c.data.max_seq_length = 256
     c.data.doc_stride = 96
     c.train.batch_size = 16

@@ -24,23 +24,16 @@ here 2e-5 is used. ``train.epochs`` counts per round.
 
 import os
 
-import ml_collections
-
+from configs.common import DEMO, DEMO_LANGS, data_root, languages, parse_arg, use_demo_model
 from configs.default import get_base_config
-from configs.demo import use_demo_model
-from configs.mlqa import parse_arg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO = os.path.join(ROOT, "data", "demo")
 MODELS = {"me5": "intfloat/multilingual-e5-base", "xlmr": "xlm-roberta-base",
           "mbert": "bert-base-multilingual-cased"}
-DATASETS = {"xquad": ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"),
-            "mlqa": ("en", "es", "de", "ar", "hi", "vi", "zh")}
-DEMO_LANGS = ("en", "es", "de", "ar", "hi", "vi", "zh")
+DATASETS = ("xquad", "mlqa")
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, {"demo": ("demo",), "model": tuple(MODELS), "dataset": tuple(DATASETS),
+    a = parse_arg(arg, {"demo": ("demo",), "model": tuple(MODELS), "dataset": DATASETS,
                         "root": None})
     c = get_base_config()
     c.stages = ("mccrolin", "retrieval")
@@ -51,33 +44,7 @@ def get_config(arg=None):
     c.train.epochs = 3.0                # per round; 3 rounds ~ the paper's 10 epochs
     c.train.log_every = 50
 
-    c.mccrolin = ml_collections.ConfigDict()
-    c.mccrolin.rounds = 3
-    c.mccrolin.gammas = (1.0, 1.0, 1.0)        # L_XLC, L_rank, L_HA
-    c.mccrolin.betas = (1.0, 1.0, 1.0, 1.0)    # XLC: T(q_en)-S(q_ne), T(d)-S(d), T(d)-S(q_ne), T(q_en)-S(q_en)
-    c.mccrolin.lambdas = (1.0, 1.0)            # rank: CL(T(q_en), S(q_ne)), CL(T(d), S(q_ne))
-    c.mccrolin.omegas = (1.0, 1.0)             # HA: T(PR)-S(PR), T(PR)-S(q_ne)
-    c.mccrolin.tau = 0.05
-    c.mccrolin.normalize = True                # L2-normalise embeddings (dot product = cosine)
-
-    c.retrieval = ml_collections.ConfigDict()
-    c.retrieval.languages = DATASETS["xquad"]  # query languages; "en" queries are for reference
-    c.retrieval.include_english = True
-    c.retrieval.split_fractions = (0.7, 0.1, 0.2)   # train / dev / test, by article
-    c.retrieval.split_seed = 0
-    c.retrieval.levels = ("passage", "sentence")
-    c.retrieval.similarity = "cosine"          # cosine | dot
-    c.retrieval.recall_at = (1, 10)
-    c.retrieval.mrr_at = 10
-    c.retrieval.select_metric = "MRR@10"       # dev metric (passage level, avg) picking the round
-    c.retrieval.max_query_length = 64
-    c.retrieval.max_passage_length = 384
-    c.retrieval.max_sentence_length = 128
-    c.retrieval.query_prefix = ""
-    c.retrieval.passage_prefix = ""
-    c.retrieval.eval_batch_size = 64
-    c.retrieval.chunk_size = 8192              # pool candidates scored per top-k step
-    c.retrieval.query_block = 1024             # queries per top-k call
+    c.retrieval.languages = languages("xquad")
 
     if "demo" in a:
         use_demo_model(c)
@@ -100,10 +67,10 @@ def get_config(arg=None):
     if model == "me5":
         c.retrieval.query_prefix, c.retrieval.passage_prefix = "query: ", "passage: "
     dataset = a.get("dataset", "xquad")
-    root = a.get("root", os.environ.get("XMRC_DATA", ""))
-    spec = dict(dataset=dataset, languages=list(DATASETS[dataset]))
+    root = data_root(a)
+    spec = dict(dataset=dataset, languages=list(languages(dataset)))
     if root:
         spec["root"] = root
     c.data.parallel = [spec]
-    c.retrieval.languages = DATASETS[dataset]
+    c.retrieval.languages = languages(dataset)
     return c

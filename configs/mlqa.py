@@ -24,32 +24,12 @@ Arguments after ``:`` (comma-separated ``key=value``):
 
 import os
 
-from configs.default import get_base_config
+from configs.common import data_root, languages, parse_arg
+from configs.default import XMRC_STAGES, get_base_config
 
 MODELS = {"xlmr": "xlm-roberta-base", "mbert": "bert-base-multilingual-cased"}
 SETTINGS = ("zero_shot", "translate_train")
-LANGS = ("en", "es", "de", "ar", "hi", "vi", "zh")
-
-
-def parse_arg(arg, allowed: dict) -> dict:
-    """``"a=1,b=x"`` -> dict, checking keys and values against ``allowed`` (key -> choices or
-    ``None`` for free text). A bare word is taken as the value of the first key it fits."""
-    out = {}
-    for part in filter(None, (p.strip() for p in (arg or "").split(","))):
-        if "=" in part:
-            key, value = (s.strip() for s in part.split("=", 1))
-        else:
-            key = next((k for k, choices in allowed.items() if choices and part in choices), None)
-            value = part
-            if key is None:
-                raise ValueError(f"config argument {part!r}: expected key=value with key in "
-                                 f"{sorted(allowed)}")
-        if key not in allowed:
-            raise ValueError(f"config argument {key!r}: known keys are {sorted(allowed)}")
-        if allowed[key] and value not in allowed[key]:
-            raise ValueError(f"config argument {key}={value!r}: expected one of {allowed[key]}")
-        out[key] = value
-    return out
+LANGS = languages("mlqa")
 
 
 def train_specs(setting: str, root: str, languages) -> list:
@@ -69,8 +49,9 @@ def train_specs(setting: str, root: str, languages) -> list:
 def get_config(arg=None):
     a = parse_arg(arg, {"model": tuple(MODELS), "setting": SETTINGS, "root": None,
                         "split": ("dev", "test")})
-    root = a.get("root", os.environ.get("XMRC_DATA", ""))
+    root = data_root(a)
     c = get_base_config()
+    c.stages = XMRC_STAGES
     c.model.name = MODELS[a.get("model", "xlmr")]
     c.data.train = train_specs(a.get("setting", "zero_shot"), root, LANGS)
     spec = dict(dataset="mlqa", languages=list(LANGS), split=a.get("split", "test"))

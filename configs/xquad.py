@@ -10,16 +10,18 @@ paper; it is evaluated too.
 
 import os
 
-from configs.default import get_base_config
-from configs.mlqa import MODELS, SETTINGS, parse_arg, train_specs
+from configs.common import data_root, languages, parse_arg
+from configs.default import XMRC_STAGES, get_base_config
+from configs.mlqa import MODELS, SETTINGS, train_specs
 
-LANGS = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro")
+LANGS = languages("xquad")
 
 
 def get_config(arg=None):
     a = parse_arg(arg, {"model": tuple(MODELS), "setting": SETTINGS, "root": None})
-    root = a.get("root", os.environ.get("XMRC_DATA", ""))
+    root = data_root(a)
     c = get_base_config()
+    c.stages = XMRC_STAGES
     c.model.name = MODELS[a.get("model", "xlmr")]
     c.data.train = train_specs(a.get("setting", "zero_shot"), root, LANGS)
     spec = dict(dataset="xquad", languages=list(LANGS))

@@ -48,20 +48,62 @@ def test_mccrolin_configs():
 def test_demo_is_the_base_config_with_small_sizes():
     base, d = default.get_base_config(), demo.get_config()
     assert set(base.keys()) == set(d.keys())
-    assert d.model.arch.num_hidden_layers == 2 and d.stages == default.STAGES
+    assert d.model.arch.num_hidden_layers == 2 and d.stages == default.XMRC_STAGES
+
+
+def test_base_config_is_method_neutral_and_valid_on_its_own():
+    from xmrc_jax.stages import REGISTRY, normalize, validate
+    base = normalize(default.get_config())
+    assert base.stages == () and base.data.train == [] and base.data.parallel == []
+    base.stages = tuple(REGISTRY)                     # every method's checks pass on it
+    validate(base)
+    for c in (demo.get_config(), mccrolin.get_config("demo"), mlqa.get_config(),
+              xquad.get_config()):
+        validate(normalize(c))
+        assert set(c.keys()) == set(base.keys())       # one schema: any stage runs under any config
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("variant", "mmll", "config.hl.variant"), ("alpha", 1.5, "config.hl.alpha"),
+    ("type_weights", (1.0, 0.1), "config.hl.type_weights")])
+def test_bad_hl_setting_names_its_key(key, value, match):
+    from xmrc_jax.stages import normalize, validate
+    c = demo.get_config()
+    c.hl.alpha = 1.0                                  # a misspelt variant is caught even here
+    setattr(c.hl, key, value)
+    with pytest.raises(ValueError, match=match):
+        validate(normalize(c))
+
+
+def test_dataset_metric_comes_from_the_registry():
+    from xmrc_jax.data import expand
+    assert expand(dict(dataset="mlqa", languages=["es"], root="/d"))[0].metric == "mlqa"
+    assert expand(dict(dataset="xquad", languages=["es"], root="/d"))[0].metric == "squad"
+    assert expand(dict(path="x.json", language="es", name="mlqa"))[0].metric == "mlqa"
+    assert expand(dict(path="mlqa_like.json", language="es"))[0].metric == "squad"
+    assert expand(dict(path="x.json", language="es", metric="mlqa"))[0].metric == "mlqa"
+    with pytest.raises(ValueError, match="metric"):
+        expand(dict(path="x.json", language="es", metric="bleu"))
 
 
 def test_tuple_of_names_from_a_shell_override():
-    from xmrc_jax.stages import names
-    assert names("(en,es, zh)") == ["en", "es", "zh"] == names(("en", "es", "zh"))
-    assert names("('passage',)") == ["passage"]
+    from xmrc_jax.stages import names, normalize
+    assert names("(en,es, zh)") == ("en", "es", "zh") == names(("en", "es", "zh"))
+    assert names("('passage',)") == ("passage",)
+    c = mccrolin.get_config("demo")
+    with c.ignore_type():                             # what a shell override gives
+        c.stages = "(mccrolin,retrieval)"
+    with c.retrieval.ignore_type():
+        c.retrieval.levels = "(passage,)"
+    n = normalize(c)
+    assert n.stages == ("mccrolin", "retrieval") and n.retrieval.levels == ("passage",)
 
 
 @pytest.mark.parametrize("key,value", [("similarity", "l2"), ("select_metric", "R@5"),
                                        ("levels", ("passage", "paragraph"))])
 def test_bad_retrieval_setting_names_its_key(tmp_path, key, value):
-    from xmrc_jax.stages import mccrolin as stage
+    from xmrc_jax.stages import normalize, validate
     c = mccrolin.get_config("demo")
     setattr(c.retrieval, key, value)
     with pytest.raises(ValueError, match=f"config.retrieval.{key}"):
-        stage.setup(c, str(tmp_path), {})
+        validate(normalize(c))

@@ -176,7 +176,7 @@ def test_tokenizer_vocabulary_must_match_the_model():
 def test_dropout_rate_expectation_and_bit_uniformity():
     import jax
     import jax.numpy as jnp
-    from xmrc_jax.models.encoder import Dropout, dropout_bits
+    from xmrc_jax.models.cpu_kernels import Dropout, dropout_bits
 
     x = jnp.ones((64, 1000))
     d = Dropout(0.1)

@@ -15,7 +15,10 @@ from xmrc_jax.data.retrieval import (join_parallel, retrieval_sets, split_by_art
                                      split_sentences, training_tuples)
 from xmrc_jax.eval.retrieval_metrics import micro_average, retrieval_metrics, top_k_chunked
 from xmrc_jax.models import EncoderConfig, build_model
-from xmrc_jax.train import sharding as sh, state as st, step as ts
+from xmrc_jax import mesh as sh
+from xmrc_jax.tasks import retrieval_qa
+from xmrc_jax.train import state as st
+from xmrc_jax.train.trainer import build_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "data", "demo", "retrieval")
@@ -192,12 +195,13 @@ def test_teacher_is_frozen_not_donated_and_student_learns():
     teacher = jax.device_put(jax.tree_util.tree_map(jnp.array, state.params["model"]),
                              shardings.params["model"])
     before = jax.device_get(teacher)
-    obj = ts.mccrolin_objective(module, (1.0,) * 3, (1.0,) * 4, (1.0,) * 2, (1.0,) * 2, 0.05, True)
-    fn = ts.compile_train_step(ts.make_train_step(obj, tx), state, shardings, _tuple_batch(), mesh,
-                               (teacher,), (shardings.params["model"],))
+    obj = retrieval_qa.mccrolin_objective(module, (1.0,) * 3, (1.0,) * 4, (1.0,) * 2, (1.0,) * 2,
+                                          0.05, True)
+    state, _, fn = build_step(module, tx, mesh, obj, _tuple_batch(), rng=jax.random.PRNGKey(0),
+                              init_params=before, consts=(teacher,))
     losses = []
     for i in range(4):
-        state, m = fn(state, sh.put_batch(_tuple_batch(seed=i % 2), mesh), teacher)
+        state, m = fn(state, sh.put_batch(_tuple_batch(seed=i % 2), mesh))
         losses.append(float(m["loss"]))
         assert {"xlc", "rank", "ha", "rank_qen_qne", "ha_pr_qne"} <= set(m)
     after = jax.device_get(teacher)            # still readable: not donated
@@ -213,6 +217,7 @@ def test_two_round_end_to_end_teacher_update(tmp_path, monkeypatch, capsys):
     sys.path.insert(0, ROOT)
     from configs import mccrolin as mc_config
     from xmrc_jax.stages import common, run_stages
+    from xmrc_jax.train import trainer
 
     c = mc_config.get_config("demo")
     c.model.arch.update(hidden_size=32, num_hidden_layers=1, intermediate_size=64,
@@ -225,11 +230,12 @@ def test_two_round_end_to_end_teacher_update(tmp_path, monkeypatch, capsys):
     c.retrieval.max_sentence_length = 32
     c.retrieval.max_query_length = 24
     calls = []
-    real = common.run_training
+    real = trainer.run_training
 
-    def spy(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls.append((args[3], jax.device_get(args[7]), jax.device_get(kwargs["consts"][0]), out))
+    def spy(train_cfg, job):
+        out = real(train_cfg, job)
+        calls.append((job.name, jax.device_get(job.init_params), jax.device_get(job.consts[0]),
+                      out))
         return out
     monkeypatch.setattr(common, "run_training", spy)
     run_stages(c, str(tmp_path))

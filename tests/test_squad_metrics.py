@@ -81,7 +81,7 @@ def test_metrics_writer_writes_jsonl_and_tensorboard_events(tmp_path):
     import struct
 
     import pytest
-    from xmrc_jax.eval.report import MetricsWriter
+    from xmrc_jax.utils import MetricsWriter
 
     w = MetricsWriter(str(tmp_path))
     w.write_scalars(3, {"loss": 1.5, "lr": 2e-5})
@@ -104,7 +104,7 @@ def test_metrics_writer_writes_jsonl_and_tensorboard_events(tmp_path):
 def test_progress_reports_and_passes_everything_through(caplog):
     import logging
 
-    from xmrc_jax.eval.report import progress
+    from xmrc_jax.utils import progress
     with caplog.at_level(logging.INFO, logger="xmrc_jax"):
         assert list(progress(range(5), 5, "walk", every_s=0.0)) == list(range(5))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("walk:")]

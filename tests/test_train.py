@@ -13,7 +13,10 @@ import pytest
 
 from xmrc_jax.data import TrainIterator
 from xmrc_jax.models import EncoderConfig, build_model
-from xmrc_jax.train import loop, sharding as sh, state as st, step as ts
+from xmrc_jax import mesh as sh
+from xmrc_jax.tasks import span_qa
+from xmrc_jax.train import loop, state as st
+from xmrc_jax.train.trainer import build_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = EncoderConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
@@ -40,15 +43,24 @@ def _batch(n=8, L=16, seed=0):
                 cand_valid=np.ones((n, 4), bool))
 
 
+def _objective(module, objective):
+    return (span_qa.mrc_objective(module) if objective == "mrc" else
+            span_qa.hl_aacl_objective(module, "weighted_learned", 0.5, 0.1, 5, 3))
+
+
+def _build(mesh, objective="mrc", accum=1, module=None, obj=None):
+    module = module or build_model(CFG)
+    tx, _ = st.make_optimizer(1e-3, 10)
+    extra = {"hl": {"type_logits": jnp.zeros(3)}} if objective != "mrc" else None
+    state, _, fn = build_step(module, tx, mesh, obj or _objective(module, objective), _batch(),
+                              rng=jax.random.PRNGKey(0), extra_params=extra,
+                              grad_accum_steps=accum)
+    return state, fn
+
+
 def _losses(mesh_sizes, objective="mrc", steps=2, accum=1):
     mesh = sh.make_mesh(mesh_sizes)
-    module = build_model(CFG)
-    tx, _ = st.make_optimizer(1e-3, 10)
-    state, shardings = st.create_state(module, tx, mesh, jax.random.PRNGKey(0), extra_params=(
-        {"hl": {"type_logits": jnp.zeros(3)}} if objective != "mrc" else None))
-    obj = (ts.mrc_objective(module) if objective == "mrc" else
-           ts.hl_aacl_objective(module, "weighted_learned", 0.5, 0.1, 5, 3))
-    fn = ts.compile_train_step(ts.make_train_step(obj, tx, accum), state, shardings, _batch(), mesh)
+    state, fn = _build(mesh, objective, accum)
     out = []
     for i in range(steps):
         state, m = fn(state, sh.put_batch(_batch(seed=i), mesh))
@@ -61,13 +73,7 @@ def test_same_loss_on_one_device_and_meshes(objective):
     if jax.device_count() < 8:
         pytest.skip("needs 8 (fake) devices")
     one = sh.make_mesh({"data": 1}, jax.devices()[:1])
-    module = build_model(CFG)
-    tx, _ = st.make_optimizer(1e-3, 10)
-    extra = {"hl": {"type_logits": jnp.zeros(3)}} if objective != "mrc" else None
-    state, shardings = st.create_state(module, tx, one, jax.random.PRNGKey(0), extra_params=extra)
-    obj = (ts.mrc_objective(module) if objective == "mrc" else
-           ts.hl_aacl_objective(module, "weighted_learned", 0.5, 0.1, 5, 3))
-    fn = ts.compile_train_step(ts.make_train_step(obj, tx), state, shardings, _batch(), one)
+    state, fn = _build(one, objective)
     ref = []
     for i in range(2):
         state, m = fn(state, sh.put_batch(_batch(seed=i), one))
@@ -109,20 +115,19 @@ def test_precision_policy():
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     mesh = sh.make_mesh({"data": -1})
     module = build_model(CFG)
-    tx, _ = st.make_optimizer(1e-3, 10)
-    state, shardings = st.create_state(module, tx, mesh, jax.random.PRNGKey(0))
 
     def objective(params, batch, rng):
-        loss = ts.mrc_objective(module)(params, batch, rng)[0]
+        loss = span_qa.mrc_objective(module)(params, batch, rng)[0]
         return jnp.where(batch["start_positions"][0] < 0, jnp.nan, loss), {}
-    fn = ts.compile_train_step(ts.make_train_step(objective, tx), state, shardings, _batch(), mesh)
+    state, fn = _build(mesh, module=module, obj=objective)
     arrays = _batch(n=64)
     arrays["start_positions"][40:] = -1               # batches from step 6 on give NaN
     arrays = {k: v for k, v in arrays.items()}
     it = TrainIterator(arrays, 8, seed=0)
     it._permutation = lambda: np.arange(64)            # in order, so the NaN step is known
     with pytest.raises(FloatingPointError, match="last good checkpoint is step 4"):
-        loop.train("t", str(tmp_path), state, fn, it, mesh, 8, checkpoint_every=2, log_every=100)
+        loop.train(loop.LoopConfig("t", str(tmp_path), 8, checkpoint_every=2), state, fn, it,
+                   mesh, [loop.NanGuard()])
 
 
 def _demo_cmd(workdir, *extra):
@@ -177,7 +182,7 @@ class _FakeDev:
     def __init__(self, scores):
         self.scores, self.kept = list(scores), []
 
-    def __call__(self, state):
+    def score(self, state):
         return self.scores.pop(0)
 
     def save_best(self, state, step, score):
@@ -186,40 +191,47 @@ class _FakeDev:
 
 def test_best_by_dev_score_is_kept_across_resume(tmp_path):
     mesh = sh.make_mesh({"data": -1})
-    module = build_model(CFG)
-    tx, _ = st.make_optimizer(1e-3, 10)
-    state0, shardings = st.create_state(module, tx, mesh, jax.random.PRNGKey(0))
-    fn = ts.compile_train_step(ts.make_train_step(ts.mrc_objective(module), tx), state0, shardings,
-                               _batch(), mesh)
     arrays = _batch(n=64)
     dev = _FakeDev([1.0, 3.0])
-    state, _ = st.create_state(module, tx, mesh, jax.random.PRNGKey(0))
-    loop.train("t", str(tmp_path), state, fn, TrainIterator(arrays, 8, seed=0), mesh, 4,
-               checkpoint_every=2, log_every=100, evaluator=dev, eval_every=2)
+    state, fn = _build(mesh)
+    loop.train(loop.LoopConfig("t", str(tmp_path), 4, checkpoint_every=2), state, fn,
+               TrainIterator(arrays, 8, seed=0), mesh, [loop.DevEvaluation(dev, 2)])
     assert dev.kept == [(2, 1.0), (4, 3.0)]
     # resume to step 8: 2.0 at step 6 is not an improvement on the restored best (3.0)
     dev = _FakeDev([2.0, 4.0])
-    state, _ = st.create_state(module, tx, mesh, jax.random.PRNGKey(0))
-    loop.train("t", str(tmp_path), state, fn, TrainIterator(arrays, 8, seed=0), mesh, 8,
-               checkpoint_every=2, log_every=100, evaluator=dev, eval_every=2)
+    state, fn = _build(mesh)
+    loop.train(loop.LoopConfig("t", str(tmp_path), 8, checkpoint_every=2), state, fn,
+               TrainIterator(arrays, 8, seed=0), mesh, [loop.DevEvaluation(dev, 2)])
     assert dev.kept == [(8, 4.0)]
 
 
 def test_dev_f1_evaluator_exports_the_best_model(tmp_path):
     sys.path.insert(0, ROOT)
     from configs import demo
-    from xmrc_jax.stages import mrc
+    from xmrc_jax import runtime as rt
+    from xmrc_jax.data import build_features, load_specs
+    from xmrc_jax.eval import span_qa as span_eval
+    from xmrc_jax.eval.evaluator import Evaluator
+    from xmrc_jax.stages.artifacts import Workdir
 
     c = demo.get_config()
     c.model.arch.update(hidden_size=16, intermediate_size=32, num_hidden_layers=1)
     c.data.max_seq_length, c.data.doc_stride, c.data.max_query_length = 64, 32, 16
     c.data.dev = [dict(path=os.path.join(ROOT, "data", "demo", "mlqa.es.json"), language="es",
                        name="mlqa", limit=20)]
-    ctx = mrc.setup(c, str(tmp_path), {})
+    runtime = rt.build(c, str(tmp_path))
+    module = runtime.module("span")
+    files = [(fs, ex, build_features(ex, runtime.tokenizer, 64, 32, 16))
+             for fs, ex, _ in load_specs(c.data.dev)]
+    assert files[0][0].metric == "mlqa"               # from the dataset registry
+    wd = Workdir(str(tmp_path))
+    dev = Evaluator(span_eval.dev_f1(module, files, runtime.mesh, batch_size=8, n_best=5,
+                                     max_answer_len=10),
+                    lambda params, meta: wd.save_model(wd.best("baseline"), module, params,
+                                                       runtime.tokenizer, meta), "dev_f1")
     tx, _ = st.make_optimizer(1e-3, 10)
-    state, _ = st.create_state(ctx["module"], tx, ctx["mesh"], jax.random.PRNGKey(0))
-    dev = mrc.DevF1(c, str(tmp_path), ctx, "baseline")
-    score = dev(state)
+    state, _ = st.create_state(module, tx, runtime.mesh, jax.random.PRNGKey(0))
+    score = dev.score(state)
     assert 0.0 <= score <= 100.0
     dev.save_best(state, 7, score)
     best = json.load(open(tmp_path / "baseline" / "best" / "best.json"))
@@ -272,7 +284,7 @@ def test_remat_same_gradients_and_less_activation_memory():
     params = build_model(cfg).init(jax.random.PRNGKey(0), ids[:1, :8], np.ones((1, 8), np.int32))["params"]
     out = []
     for remat in (False, True):
-        obj = ts.mrc_objective(build_model(cfg, remat=remat))
+        obj = span_qa.mrc_objective(build_model(cfg, remat=remat))
         g = jax.jit(jax.grad(lambda p, b: obj({"model": p}, b, jax.random.PRNGKey(0))[0]))
         temp = g.lower(params, batch).compile().memory_analysis().temp_size_in_bytes
         out.append((temp, g(params, batch)))
@@ -282,5 +294,5 @@ def test_remat_same_gradients_and_less_activation_memory():
     # with dropout the remat path draws its own masks and still trains
     drop = build_model(EncoderConfig(**{**cfg.to_dict(), "hidden_dropout_prob": 0.1,
                                         "attention_probs_dropout_prob": 0.1}), remat=True)
-    g = jax.grad(lambda p: ts.mrc_objective(drop)({"model": p}, batch, jax.random.PRNGKey(1))[0])(params)
+    g = jax.grad(lambda p: span_qa.mrc_objective(drop)({"model": p}, batch, jax.random.PRNGKey(1))[0])(params)
     assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(g))

@@ -8,6 +8,7 @@ in order. Each stage is resumable and skipped when its output already exists in 
 import logging
 import os
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -21,12 +22,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from xmrc_jax.train import distributed
+    from xmrc_jax import distributed
     distributed.maybe_initialize()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
     from xmrc_jax.data import DataError
     from xmrc_jax.stages import run_stages
+    if FLAGS.config.model.kernels != "cpu" and jax.default_backend() != "cpu":
+        # the hardware PRNG for dropout masks on GPU / TPU (t5x, MaxText do the same)
+        jax.config.update("jax_default_prng_impl", "unsafe_rbg")
     os.makedirs(FLAGS.workdir, exist_ok=True)
     try:
         run_stages(FLAGS.config, FLAGS.workdir)

@@ -26,18 +26,31 @@ from xmrc_jax.data.squad_format import Answer, DataError, Example, ReadReport, p
 REGISTRY = {
     "mlqa": dict(languages=("en", "es", "de", "ar", "hi", "vi", "zh"),
                  file="{split}-context-{lang}-question-{lang}.json", split="dev",
-                 tfds="mlqa/{lang}", tfds_split={"dev": "validation", "test": "test"}),
+                 metric="mlqa", tfds="mlqa/{lang}", tfds_split={"dev": "validation", "test": "test"}),
     "xquad": dict(languages=("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"),
-                  file="xquad.{lang}.json", split="test", tfds="xquad/{lang}",
+                  file="xquad.{lang}.json", split="test", metric="squad",
+                  tfds="xquad/{lang}",
                   tfds_split={"test": "test"}),
     "tydiqa_goldp": dict(languages=("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te"),
-                         file="tydiqa.goldp.{lang}.dev.json", split="dev", tfds="tydi_qa/goldp",
+                         file="tydiqa.goldp.{lang}.dev.json", split="dev", metric="squad",
+                         tfds="tydi_qa/goldp",
                          tfds_split={"dev": "validation-{lang}"}),
-    "squad": dict(languages=("en",), file="{split}-v1.1.json", split="dev", tfds="squad/v1.1",
+    "squad": dict(languages=("en",), file="{split}-v1.1.json", split="dev", metric="squad",
+                  tfds="squad/v1.1",
                   tfds_split={"dev": "validation", "train": "train"}),
 }
 _SPEC_KEYS = {"path", "language", "name", "dataset", "languages", "root", "split", "tfds",
-              "data_dir", "require_answers", "limit"}
+              "data_dir", "require_answers", "limit", "metric"}
+METRICS = ("mlqa", "squad")
+
+
+def metric_for(name: str, spec: dict = None) -> str:
+    """The official script a dataset is scored with: the spec's ``metric``, else the registry's
+    for a registered dataset name (MLQA's own script for MLQA), else SQuAD v1.1's."""
+    metric = (spec or {}).get("metric") or REGISTRY.get(name, {}).get("metric", "squad")
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} of {name}: expected one of {METRICS}")
+    return metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +65,7 @@ class FileSpec:
     data_dir: str = ""
     require_answers: bool = True
     limit: int = 0
+    metric: str = "squad"          # official script: "mlqa" | "squad" (from the registry)
 
 
 def expand(spec: dict, where: str = "data spec") -> list:
@@ -80,26 +94,29 @@ def expand(spec: dict, where: str = "data spec") -> list:
         for lang in langs:
             if spec.get("root"):
                 path = os.path.join(spec["root"], reg["file"].format(split=split, lang=lang))
-                out.append(FileSpec(name, lang, path=path, require_answers=require, limit=limit))
+                out.append(FileSpec(name, lang, path=path, require_answers=require, limit=limit,
+                                    metric=metric_for(name, spec)))
             else:
                 if split not in reg["tfds_split"]:
                     raise ValueError(f"{where}: {name} has no TFDS split for {split!r}")
                 out.append(FileSpec(name, lang, tfds=reg["tfds"].format(lang=lang),
                                     split=reg["tfds_split"][split].format(lang=lang),
                                     data_dir=spec.get("data_dir", ""), require_answers=require,
-                                    limit=limit))
+                                    limit=limit, metric=metric_for(name, spec)))
         return out
     if "path" in spec:
         if "language" not in spec:
             raise ValueError(f"{where}: a 'path' spec needs 'language'")
-        return [FileSpec(spec.get("name") or os.path.splitext(os.path.basename(spec["path"]))[0],
-                         spec["language"], path=spec["path"], require_answers=require, limit=limit)]
+        name = spec.get("name") or os.path.splitext(os.path.basename(spec["path"]))[0]
+        return [FileSpec(name, spec["language"], path=spec["path"], require_answers=require,
+                         limit=limit, metric=metric_for(name, spec))]
     if "tfds" in spec:
         if "language" not in spec or "split" not in spec:
             raise ValueError(f"{where}: a 'tfds' spec needs 'language' and 'split'")
-        return [FileSpec(spec.get("name") or spec["tfds"].split("/")[0], spec["language"],
-                         tfds=spec["tfds"], split=spec["split"], data_dir=spec.get("data_dir", ""),
-                         require_answers=require, limit=limit)]
+        name = spec.get("name") or spec["tfds"].split("/")[0]
+        return [FileSpec(name, spec["language"], tfds=spec["tfds"], split=spec["split"],
+                         data_dir=spec.get("data_dir", ""), require_answers=require, limit=limit,
+                         metric=metric_for(name, spec))]
     raise ValueError(f"{where}: needs one of 'path', 'dataset' or 'tfds'")
 
 

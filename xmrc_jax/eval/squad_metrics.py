@@ -106,8 +106,3 @@ def evaluate(gold: dict, predictions: dict, lang: str, metric: str = "mlqa") -> 
     n = max(len(gold), 1)
     return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n, "total": len(gold),
             "missing": missing}
-
-
-def default_metric(dataset_name: str) -> str:
-    """MLQA's own script for MLQA; the SQuAD v1.1 script for SQuAD, XQuAD and the rest."""
-    return "mlqa" if dataset_name.startswith("mlqa") else "squad"

@@ -24,6 +24,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from xmrc_jax.models.cpu_kernels import Dropout as HashDropout
+from xmrc_jax.models.cpu_kernels import deferred_softmax_attention, recompute_in_backward
+
 ROBERTA_TYPES = ("xlm-roberta", "roberta", "camembert")
 BERT_TYPES = ("bert",)
 _ACTIVATIONS = {
@@ -138,53 +141,6 @@ def _ones(names: tuple):
     return nn.with_logical_partitioning(nn.initializers.ones_init(), names)
 
 
-def _fmix32(h):
-    """MurmurHash3's 32-bit finaliser: a bijection that spreads every input bit over the word."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def dropout_bits(key, num_words: int):
-    """``num_words`` pseudo-random uint32 words: two words drawn from ``key`` with the JAX PRNG
-    seed a counter-based hash (two rounds of MurmurHash3's finaliser over the word index).
-
-    The hash is several times cheaper than drawing every word from threefry, and its output
-    passes as uniform for the purpose of dropout masks (as Philox does for PyTorch); keys for
-    different layers and steps come from the JAX PRNG as usual, so masks stay reproducible.
-    """
-    seed = jax.random.bits(key, (2,), jnp.uint32)
-    i = jax.lax.iota(jnp.uint32, num_words)
-    return _fmix32(_fmix32(i * jnp.uint32(0x9E3779B9) + seed[0]) ^ seed[1])
-
-
-class Dropout(nn.Module):
-    """Inverted dropout with 16 random bits per element from ``dropout_bits``.
-
-    On CPU, drawing 32 threefry bits per element (``nn.Dropout``) took about a third of an
-    XLM-R training step. Here one hashed word gives two decisions. An element is kept when
-    its 16 bits fall below ``round(keep * 65536)``: the keep probability is exact to within
-    2**-17 (0.899994 for rate 0.1), and kept values are divided by that realised probability,
-    so the expectation is unchanged.
-    """
-
-    rate: float
-
-    @nn.compact
-    def __call__(self, x, deterministic: bool):
-        if deterministic or self.rate == 0.0:
-            return x
-        if self.rate >= 1.0:
-            return jnp.zeros_like(x)
-        threshold = int(round((1.0 - self.rate) * 65536))
-        bits = dropout_bits(self.make_rng("dropout"), (x.size + 1) // 2)
-        halves = jnp.stack([bits & 0xFFFF, bits >> 16], axis=-1).reshape(-1)[:x.size]
-        keep = (halves < threshold).reshape(x.shape)
-        return jnp.where(keep, x / jnp.asarray(threshold / 65536, x.dtype), jnp.zeros_like(x))
-
-
 class LayerNorm(nn.Module):
     """LayerNorm with logically named ``scale`` / ``bias``; statistics in float32."""
 
@@ -199,11 +155,28 @@ class LayerNorm(nn.Module):
                             name="norm")(x)
 
 
+KERNELS = ("cpu", "xla")
+
+
+def resolve_kernels(kernels: str = "auto", backend: Optional[str] = None) -> str:
+    """``auto`` -> ``cpu`` on the CPU backend (``models.cpu_kernels``), ``xla`` elsewhere."""
+    if kernels == "auto":
+        return "cpu" if (backend or jax.default_backend()) == "cpu" else "xla"
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels {kernels!r}: expected 'auto' or one of {KERNELS}")
+    return kernels
+
+
+def _dropout(rate: float, kernels: str):
+    return HashDropout(rate) if kernels == "cpu" else nn.Dropout(rate)
+
+
 class Embeddings(nn.Module):
     config: EncoderConfig
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     initializer_range: float = 0.02
+    kernels: str = "cpu"
 
     @nn.compact
     def __call__(self, input_ids, token_type_ids, deterministic: bool):
@@ -216,20 +189,22 @@ class Embeddings(nn.Module):
             position_ids_for(cfg, input_ids))
         x += embed(cfg.type_vocab_size, "token_type_embeddings", (None, "embed"))(token_type_ids)
         x = LayerNorm(cfg.layer_norm_eps, self.dtype, self.param_dtype, name="LayerNorm")(x)
-        x = Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+        x = _dropout(cfg.hidden_dropout_prob, self.kernels)(x, deterministic=deterministic)
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
 class HeadsProjection(nn.Module):
-    """``[batch, seq, embed] -> [batch, heads, seq, head_dim]`` with a ``[embed, heads, head_dim]``
-    kernel: the parameters of ``nn.DenseGeneral((heads, head_dim))``, but heads-first output,
-    so the attention products need no transposes (about a fifth of a CPU forward pass)."""
+    """``[batch, seq, embed] -> [batch, heads, seq, head_dim]`` (``heads_first``, the CPU
+    kernels' layout) or ``[batch, seq, heads, head_dim]`` (what ``jax.nn.dot_product_attention``
+    takes), with a ``[embed, heads, head_dim]`` kernel: the parameters of
+    ``nn.DenseGeneral((heads, head_dim))``."""
 
     heads: int
     head_dim: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     initializer_range: float = 0.02
+    heads_first: bool = True
 
     @nn.compact
     def __call__(self, x):
@@ -237,60 +212,81 @@ class HeadsProjection(nn.Module):
                             (x.shape[-1], self.heads, self.head_dim), self.param_dtype)
         bias = self.param("bias", _zeros(("heads", "kv")), (self.heads, self.head_dim),
                           self.param_dtype)
-        y = jnp.einsum("bse,ehd->bhsd", x.astype(self.dtype), kernel.astype(self.dtype))
-        return y + bias.astype(self.dtype)[None, :, None, :]
+        if self.heads_first:
+            y = jnp.einsum("bse,ehd->bhsd", x.astype(self.dtype), kernel.astype(self.dtype))
+            return y + bias.astype(self.dtype)[None, :, None, :]
+        y = jnp.einsum("bse,ehd->bshd", x.astype(self.dtype), kernel.astype(self.dtype))
+        return y + bias.astype(self.dtype)
 
 
 class HeadsOutput(nn.Module):
-    """``[batch, heads, seq, head_dim] -> [batch, seq, embed]`` with a ``[heads, head_dim, embed]``
-    kernel (``nn.DenseGeneral(embed, axis=(-2, -1))``'s parameters)."""
+    """``[batch, heads, seq, head_dim]`` (or ``[batch, seq, heads, head_dim]`` when not
+    ``heads_first``) ``-> [batch, seq, embed]`` with a ``[heads, head_dim, embed]`` kernel
+    (``nn.DenseGeneral(embed, axis=(-2, -1))``'s parameters)."""
 
     features: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     initializer_range: float = 0.02
+    heads_first: bool = True
 
     @nn.compact
     def __call__(self, ctx):
+        heads, head_dim = (ctx.shape[1], ctx.shape[3]) if self.heads_first else ctx.shape[2:]
         kernel = self.param("kernel", _init(self.initializer_range, ("heads", "kv", "embed")),
-                            (ctx.shape[1], ctx.shape[3], self.features), self.param_dtype)
+                            (heads, head_dim, self.features), self.param_dtype)
         bias = self.param("bias", _zeros(("embed",)), (self.features,), self.param_dtype)
-        y = jnp.einsum("bhsd,hde->bse", ctx.astype(self.dtype), kernel.astype(self.dtype))
+        pattern = "bhsd,hde->bse" if self.heads_first else "bshd,hde->bse"
+        y = jnp.einsum(pattern, ctx.astype(self.dtype), kernel.astype(self.dtype))
         return y + bias.astype(self.dtype)
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention, heads-first, with the softmax normalisation deferred.
+    """Multi-head self-attention; same parameters and numbers as Hugging Face's (parity tests).
 
-    ``softmax(s) @ v`` is computed as ``(exp(s - max s) @ v) / sum exp(s - max s)``: the
-    division then touches ``[.., q, head_dim]`` instead of ``[.., q, k]``. Attention dropout
-    drops entries of the unnormalised weights, which equals dropping the normalised ones (the
-    row sum is a per-row constant). Same numbers as Hugging Face's attention (parity tests).
+    ``kernels="cpu"``: heads-first with the softmax normalisation deferred
+    (``cpu_kernels.deferred_softmax_attention``). ``kernels="xla"``: ``jax.nn.dot_product_attention``
+    (cuDNN flash attention where ``attention_impl="cudnn"``) when no attention dropout applies,
+    and Flax's ``nn.dot_product_attention`` with its dropout while training.
     """
 
     config: EncoderConfig
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     initializer_range: float = 0.02
+    kernels: str = "cpu"
+    attention_impl: Optional[str] = None
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
-        """``x: [batch, seq, hidden]``; ``bias: [batch, 1, 1, seq]`` additive mask."""
+    def __call__(self, x, mask, deterministic: bool):
+        """``x: [batch, seq, hidden]``; ``mask``: the additive ``[batch, 1, 1, seq]`` bias
+        (CPU kernels) or the boolean ``[batch, 1, 1, seq]`` mask (XLA)."""
         cfg = self.config
+        first = self.kernels == "cpu"
         proj = lambda name: HeadsProjection(  # noqa: E731
             cfg.num_attention_heads, cfg.head_dim, self.dtype, self.param_dtype,
-            self.initializer_range, name=name)
-        q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)      # [b, h, s, d]
-        q = q / jnp.sqrt(cfg.head_dim).astype(q.dtype)
-        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k).astype(jnp.float32) + bias
-        weights = jnp.exp(scores - jax.lax.stop_gradient(scores.max(-1, keepdims=True)))
-        denom = weights.sum(-1, keepdims=True)                            # [b, h, q, 1]
-        weights = Dropout(cfg.attention_probs_dropout_prob)(weights.astype(self.dtype),
-                                                            deterministic=deterministic)
-        ctx = jnp.einsum("bhqk,bhkd->bhqd", weights, v).astype(jnp.float32) / denom
-        ctx = nn.with_logical_constraint(ctx.astype(self.dtype), ("batch", "heads", "length", "kv"))
+            self.initializer_range, heads_first=first, name=name)
+        q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)
+        rate = cfg.attention_probs_dropout_prob
+        if first:
+            q = q / jnp.sqrt(cfg.head_dim).astype(q.dtype)
+            ctx = deferred_softmax_attention(q, k, v, mask, HashDropout(rate), deterministic,
+                                             self.dtype)
+            ctx = nn.with_logical_constraint(ctx.astype(self.dtype),
+                                             ("batch", "heads", "length", "kv"))
+        elif deterministic or rate == 0.0:
+            ctx = jax.nn.dot_product_attention(q, k, v, mask=mask,
+                                               implementation=self.attention_impl)
+        else:
+            ctx = nn.dot_product_attention(q, k, v, mask=mask, dropout_rate=rate,
+                                           dropout_rng=self.make_rng("dropout"),
+                                           broadcast_dropout=False, deterministic=False,
+                                           dtype=self.dtype)
+        if not first:
+            ctx = nn.with_logical_constraint(ctx.astype(self.dtype),
+                                             ("batch", "length", "heads", "kv"))
         return HeadsOutput(cfg.hidden_size, self.dtype, self.param_dtype, self.initializer_range,
-                           name="output")(ctx)
+                           heads_first=first, name="output")(ctx)
 
 
 class Layer(nn.Module):
@@ -300,14 +296,17 @@ class Layer(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     initializer_range: float = 0.02
+    kernels: str = "cpu"
+    attention_impl: Optional[str] = None
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, mask, deterministic: bool):
         cfg = self.config
-        drop = Dropout(cfg.hidden_dropout_prob)
+        drop = _dropout(cfg.hidden_dropout_prob, self.kernels)
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         attn = SelfAttention(cfg, self.dtype, self.param_dtype, self.initializer_range,
-                             name="attention")(x, bias, deterministic)
+                             self.kernels, self.attention_impl, name="attention")(
+                                 x, mask, deterministic)
         x = LayerNorm(cfg.layer_norm_eps, name="attention_norm", **kw)(
             x + drop(attn, deterministic=deterministic))
         h = nn.Dense(cfg.intermediate_size, kernel_init=_init(self.initializer_range, ("embed", "mlp")),
@@ -321,38 +320,13 @@ class Layer(nn.Module):
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
-def recompute_in_backward(fn):
-    """``fn(params, x, bias, rng)`` whose activations are recomputed in the backward pass.
-
-    Unlike ``jax.checkpoint``, the recomputation's input is tied to the incoming cotangent
-    (``x + 0 * ct[0]``). XLA:CPU drops ``jax.checkpoint``'s optimisation barriers and CSE then
-    merges the recomputation back into the forward pass, so the activations stay alive and
-    memory does not fall; with the tie the recomputation can neither be merged nor scheduled
-    before the backward pass reaches the layer, on every backend. Gradients are identical.
-    """
-    @jax.custom_vjp
-    def run(params, x, bias, rng):
-        return fn(params, x, bias, rng)
-
-    def fwd(params, x, bias, rng):
-        return fn(params, x, bias, rng), (params, x, bias, rng)
-
-    def bwd(res, ct):
-        params, x, bias, rng = res
-        tie = (ct.reshape(-1)[0] * 0).astype(x.dtype)
-        _, vjp = jax.vjp(lambda p, h: fn(p, h, bias, rng), params, x + tie)
-        d_params, d_x = vjp(ct)
-        return d_params, d_x, None, None
-
-    run.defvjp(fwd, bwd)
-    return run
-
-
 class Encoder(nn.Module):
     """Embeddings plus ``num_hidden_layers`` blocks (and a pooler where the checkpoint has one).
 
-    ``remat=True`` recomputes each block's activations in the backward pass
-    (``recompute_in_backward`` per layer), trading compute for activation memory.
+    ``remat=True`` recomputes each block's activations in the backward pass, trading compute
+    for activation memory: ``nn.remat`` with the named ``jax.checkpoint_policies`` policy
+    ``remat_policy`` (kernels ``xla``), or ``cpu_kernels.recompute_in_backward`` (kernels
+    ``cpu``, where XLA drops ``jax.checkpoint``'s barriers).
     """
 
     config: EncoderConfig
@@ -361,6 +335,9 @@ class Encoder(nn.Module):
     remat: bool = False
     add_pooler: bool = False
     initializer_range: float = 0.02
+    kernels: str = "cpu"
+    remat_policy: str = "nothing_saveable"
+    attention_impl: Optional[str] = None
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids=None, deterministic: bool = True,
@@ -372,24 +349,30 @@ class Encoder(nn.Module):
                              f"{cfg.max_position_embeddings})")
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        x = Embeddings(cfg, self.dtype, self.param_dtype, self.initializer_range,
+        x = Embeddings(cfg, self.dtype, self.param_dtype, self.initializer_range, self.kernels,
                        name="embeddings")(input_ids, token_type_ids, deterministic)
         mask = attention_mask.astype(bool)[:, None, None, :]
-        bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+        if self.kernels == "cpu":
+            mask = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+        layer_kw = dict(dtype=self.dtype, param_dtype=self.param_dtype,
+                        initializer_range=self.initializer_range, kernels=self.kernels,
+                        attention_impl=self.attention_impl)
+        block = Layer
+        if self.remat and self.kernels != "cpu":
+            block = nn.remat(Layer, policy=getattr(jax.checkpoint_policies, self.remat_policy),
+                             static_argnums=(3,))
         hidden = [x]
         for i in range(cfg.num_hidden_layers):
-            layer = Layer(cfg, self.dtype, self.param_dtype, self.initializer_range,
-                          name=f"layer_{i}")
-            if self.remat and not self.is_initializing():
-                pure = Layer(cfg, self.dtype, self.param_dtype, self.initializer_range)
+            if self.remat and self.kernels == "cpu" and not self.is_initializing():
+                pure = Layer(cfg, **layer_kw)
 
                 def fn(params, h, b, rng, pure=pure):
                     return pure.apply({"params": params}, h, b, deterministic,
                                       rngs=None if rng is None else {"dropout": rng})
                 rng = None if deterministic else self.make_rng("dropout")
-                x = recompute_in_backward(fn)(self.variables["params"][f"layer_{i}"], x, bias, rng)
+                x = recompute_in_backward(fn)(self.variables["params"][f"layer_{i}"], x, mask, rng)
             else:
-                x = layer(x, bias, deterministic)
+                x = block(cfg, **layer_kw, name=f"layer_{i}")(x, mask, deterministic)
             hidden.append(x)
         pooled = None
         if self.add_pooler:

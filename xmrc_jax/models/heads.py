@@ -38,6 +38,9 @@ class EncoderWithHead(nn.Module):
     remat: bool = False
     add_pooler: bool = False
     initializer_range: float = 0.02
+    kernels: str = "cpu"                    # "cpu" (models.cpu_kernels) | "xla"
+    remat_policy: str = "nothing_saveable"
+    attention_impl: Optional[str] = None    # jax.nn.dot_product_attention: None (XLA) | "cudnn"
 
     def setup(self):
         if self.head not in HEADS:
@@ -45,7 +48,8 @@ class EncoderWithHead(nn.Module):
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling {self.pooling!r} is not one of {POOLINGS}")
         self.encoder = Encoder(self.config, self.dtype, self.param_dtype, self.remat,
-                               self.add_pooler, self.initializer_range)
+                               self.add_pooler, self.initializer_range, self.kernels,
+                               self.remat_policy, self.attention_impl)
         if self.head == "span":
             self.qa_outputs = nn.Dense(
                 2, dtype=self.dtype, param_dtype=self.param_dtype,
@@ -65,7 +69,3 @@ class EncoderWithHead(nn.Module):
             pooled = (h[:, 0] if self.pooling == "cls" else mean_pool(h, attention_mask))
             return out.replace(embeddings=pooled.astype(jnp.float32))
         return out
-
-    def encode(self, input_ids, attention_mask, token_type_ids=None, deterministic: bool = True):
-        """Hidden states only (used by AA-CL, which pools spans itself)."""
-        return self.encoder(input_ids, attention_mask, token_type_ids, deterministic)

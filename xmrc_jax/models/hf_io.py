@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xmrc_jax.models.encoder import EncoderConfig
+from xmrc_jax.models.encoder import EncoderConfig, resolve_kernels
 from xmrc_jax.models.heads import EncoderWithHead
 
 log = logging.getLogger("xmrc_jax")
@@ -184,9 +184,21 @@ def read_state_dict(folder: str) -> dict:
 
 def build_model(config: EncoderConfig, head: Optional[str] = "span", *, pooling: str = "mean",
                 dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False,
-                add_pooler: bool = False) -> EncoderWithHead:
+                add_pooler: bool = False, kernels: str = "auto",
+                remat_policy: str = "nothing_saveable",
+                attention_impl: Optional[str] = "auto") -> EncoderWithHead:
+    """The encoder with ``head``. ``kernels="auto"`` picks the CPU-tuned kernels on CPU and the
+    XLA idioms elsewhere; ``attention_impl="auto"`` picks cuDNN flash attention on GPU for half
+    precision (``jax.nn.dot_product_attention``) and XLA's otherwise."""
+    kernels = resolve_kernels(kernels)
+    if attention_impl == "auto":
+        half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+        attention_impl = "cudnn" if (kernels == "xla" and half and
+                                     jax.default_backend() == "gpu") else None
     return EncoderWithHead(config, head=head, pooling=pooling, dtype=dtype,
-                           param_dtype=param_dtype, remat=remat, add_pooler=add_pooler)
+                           param_dtype=param_dtype, remat=remat, add_pooler=add_pooler,
+                           kernels=kernels, remat_policy=remat_policy,
+                           attention_impl=attention_impl)
 
 
 def init_params(module: EncoderWithHead, rng: jax.Array, seq_len: int = 8) -> dict:
@@ -209,25 +221,32 @@ def _set(tree, path, value):
     tree[path[-1]] = value
 
 
+def read_config(name_or_path: str) -> EncoderConfig:
+    """The architecture in a checkpoint's ``config.json`` (without reading its weights)."""
+    folder = _resolve(name_or_path)
+    cfg_path = os.path.join(folder, "config.json")
+    if not os.path.exists(cfg_path):
+        raise FileNotFoundError(f"{folder}: no config.json")
+    return EncoderConfig.from_json_file(cfg_path)
+
+
 def load_pretrained(name_or_path: str, head: Optional[str] = "span", *, pooling: str = "mean",
                     dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False,
-                    seed: int = 0):
+                    seed: int = 0, kernels: str = "auto", remat_policy: str = "nothing_saveable"):
     """Loads a Hugging Face BERT-family checkpoint. Returns ``(module, params)``.
 
     Raises ``ValueError`` naming the key when an encoder weight is missing or has the wrong shape.
     """
     folder = _resolve(name_or_path)
-    cfg_path = os.path.join(folder, "config.json")
-    if not os.path.exists(cfg_path):
-        raise FileNotFoundError(f"{folder}: no config.json")
-    config = EncoderConfig.from_json_file(cfg_path)
+    config = read_config(folder)
     raw = read_state_dict(folder)
     tensors = {}
     for k, v in raw.items():
         tensors.setdefault(_canonical(k), (k, v))
     with_pooler = head != "span" and "pooler.dense.weight" in tensors
     module = build_model(config, head, pooling=pooling, dtype=dtype, param_dtype=param_dtype,
-                         remat=remat, add_pooler=with_pooler)
+                         remat=remat, add_pooler=with_pooler, kernels=kernels,
+                         remat_policy=remat_policy)
     fresh = jax.eval_shape(lambda: init_params(module, jax.random.PRNGKey(seed)))
     params, loaded, initialised, used = {}, [], [], set()
     missing = []

@@ -1,1 +1,1 @@
-"""Training system: precision policy, mesh and sharding, train state, step, checkpoints, loop."""
+"""Generic training: state and optimizer, the jitted step, the loop with its hooks, the trainer."""

@@ -3,23 +3,25 @@
 Checkpoints (Orbax ``CheckpointManager``, async, last ``keep`` kept) hold the train state, the
 data iterator's state and the stage's progress. Running the same command again after a crash or
 a kill resumes from the newest checkpoint and finishes with the same parameters as an
-uninterrupted run. SIGTERM saves a checkpoint and stops cleanly (``Preempted``). A NaN or Inf
-loss stops the run before anything is saved (``FloatingPointError``), so the last good
-checkpoint stays the newest.
+uninterrupted run. SIGTERM saves a checkpoint and stops cleanly (``Preempted``). What else happens
+after a step is a list of hooks (``NanGuard``: a NaN or Inf loss stops the run before anything
+is saved, so the last good checkpoint stays the newest; ``LogMetrics``; ``DevEvaluation``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import signal
 import time
+from typing import Optional
 
 import jax
 import orbax.checkpoint as ocp
 
-from xmrc_jax.train import sharding as sh
+from xmrc_jax import mesh as sh
 
 log = logging.getLogger("xmrc_jax")
 
@@ -77,70 +79,171 @@ def restore_latest(mngr, state):
     return restored["state"], restored["meta"]
 
 
-def train(name: str, ckpt_dir: str, state, step_fn, iterator, mesh, total_steps: int,
-          checkpoint_every: int, keep: int = 2, log_every: int = 50, writer=None,
-          examples_per_step: int = 0, evaluator=None, eval_every: int = 0):
-    """Runs ``step_fn`` until ``state.step == total_steps``; returns the final state.
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """What the loop itself needs: the stage name (for logs), where checkpoints go, how long."""
 
-    With ``evaluator`` and ``eval_every > 0``, every ``eval_every`` steps and at the end
-    ``evaluator(state)`` gives a dev score (higher is better); when it beats the best so far
-    ``evaluator.save_best(state, step, score)`` keeps that model. The best score travels with
-    the checkpoints, so a resumed run keeps comparing against it.
+    name: str
+    checkpoint_dir: str
+    total_steps: int
+    checkpoint_every: int
+    keep: int = 2
+
+
+@dataclasses.dataclass
+class StepInfo:
+    """What a hook sees after each step."""
+
+    name: str
+    step: int
+    total_steps: int
+    state: object
+    metrics: dict
+    latest_checkpoint: Optional[int]
+    checkpoint_dir: str
+
+    @property
+    def last(self) -> bool:
+        return self.step == self.total_steps
+
+
+class Hook:
+    """Loop behaviour that plugs in (t5x's "actions"): called after every step, in order.
+
+    ``state_dict`` is saved in every checkpoint's metadata under the hook's ``key`` and handed
+    back through ``restore`` on resume, so a hook's own progress (the best dev score) survives.
+    A hook stops the run by raising.
     """
-    mngr = checkpoint_manager(ckpt_dir, keep)
+
+    key: Optional[str] = None
+
+    def restore(self, value) -> None:
+        pass
+
+    def start(self, step: int) -> None:
+        """Called once before the first step (``step`` is where the run resumes)."""
+
+    def after_step(self, info: StepInfo) -> None:
+        pass
+
+    def state_dict(self):
+        return None
+
+
+class NanGuard(Hook):
+    """Stops the run on a NaN or Inf loss before anything is saved; names the last good
+    checkpoint."""
+
+    def after_step(self, info):
+        loss = float(info.metrics["loss"])
+        if math.isfinite(loss):
+            return
+        last = info.latest_checkpoint
+        raise FloatingPointError(
+            f"{info.name}: loss is {loss} at step {info.step}; stopping without saving. The last "
+            f"good checkpoint is step {last} in {info.checkpoint_dir}" if last is not None else
+            f"{info.name}: loss is {loss} at step {info.step}; stopping (no checkpoint yet)")
+
+
+class LogMetrics(Hook):
+    """Every ``every`` steps (and at the end): one log line with rate and ETA, and the scalars to
+    ``writer`` (``eval.report.MetricsWriter``)."""
+
+    def __init__(self, every: int, writer=None, examples_per_step: int = 0):
+        self.every, self.writer, self.examples_per_step = every, writer, examples_per_step
+        self._t, self._step = time.time(), 0
+
+    def start(self, step):
+        self._t, self._step = time.time(), step
+
+    def after_step(self, info):
+        if not (info.step % self.every == 0 or info.last):
+            return
+        now = time.time()
+        rate = (info.step - self._step) / max(now - self._t, 1e-9)
+        vals = {k: float(v) for k, v in info.metrics.items()}
+        eta = (info.total_steps - info.step) / max(rate, 1e-9)
+        log.info("%s step %d/%d  %s  %.2f steps/s  %.1f ex/s  eta %.0fs", info.name, info.step,
+                 info.total_steps, "  ".join(f"{k} {v:.4g}" for k, v in sorted(vals.items())),
+                 rate, rate * self.examples_per_step, eta)
+        if self.writer is not None:
+            self.writer.write_scalars(info.step, {**vals, "steps_per_s": rate,
+                                                  "examples_per_s": rate * self.examples_per_step})
+        self._t, self._step = now, info.step
+
+
+class DevEvaluation(Hook):
+    """Every ``every`` steps and at the end, ``evaluator.score(state)`` (higher is better); when
+    it beats the best so far, ``evaluator.save_best(state, step, score)`` keeps that model. The
+    best score travels with the checkpoints (``key = "best"``)."""
+
+    key = "best"
+
+    def __init__(self, evaluator, every: int, writer=None):
+        self.evaluator, self.every, self.writer = evaluator, every, writer
+        self.best = {"step": None, "score": None}
+
+    def restore(self, value):
+        if value:
+            self.best = value
+
+    def state_dict(self):
+        return self.best
+
+    def after_step(self, info):
+        if not (info.step % self.every == 0 or info.last):
+            return
+        score = float(self.evaluator.score(info.state))
+        best = self.best
+        improved = best["score"] is None or score > best["score"]
+        log.info("%s step %d: dev score %.3f (best %s)", info.name, info.step, score,
+                 f"{score:.3f}, new" if improved else f"{best['score']:.3f} at step {best['step']}")
+        if self.writer is not None:
+            self.writer.write_scalars(info.step, {"dev_score": score})
+        if improved:
+            self.best = {"step": info.step, "score": score}
+            self.evaluator.save_best(info.state, info.step, score)
+
+
+def train(cfg: LoopConfig, state, step_fn, iterator, mesh, hooks=()):
+    """Runs ``step_fn`` until ``state.step == cfg.total_steps``; returns the final state.
+
+    After every step each hook's ``after_step`` runs in order (``NanGuard``, ``LogMetrics``,
+    ``DevEvaluation``, ...); then a checkpoint is saved every ``cfg.checkpoint_every`` steps and
+    at the end. A run started again resumes from the newest checkpoint: state, data iterator
+    and every hook's ``state_dict``.
+    """
+    mngr = checkpoint_manager(cfg.checkpoint_dir, cfg.keep)
     state, meta = restore_latest(mngr, state)
-    best = {"step": None, "score": None}
     if meta is not None:
         iterator.set_state(meta["iterator"])
-        best = meta.get("best", best)
+        for h in hooks:
+            if h.key:
+                h.restore(meta.get(h.key))
     step = int(jax.device_get(state.step))
-    t_last, step_last = time.time(), step
+    for h in hooks:
+        h.start(step)
     try:
         with _SigtermFlag() as sigterm:
-            while step < total_steps:
+            while step < cfg.total_steps:
                 batch = sh.put_batch(next(iterator), mesh)
                 state, metrics = step_fn(state, batch)
                 step += 1
-                loss = float(metrics["loss"])
-                if not math.isfinite(loss):
-                    last = mngr.latest_step()
-                    raise FloatingPointError(
-                        f"{name}: loss is {loss} at step {step}; stopping without saving. The last "
-                        f"good checkpoint is step {last} in {ckpt_dir}" if last is not None else
-                        f"{name}: loss is {loss} at step {step}; stopping (no checkpoint yet)")
-                if step % log_every == 0 or step == total_steps:
-                    now = time.time()
-                    rate = (step - step_last) / max(now - t_last, 1e-9)
-                    vals = {k: float(v) for k, v in metrics.items()}
-                    eta = (total_steps - step) / max(rate, 1e-9)
-                    log.info("%s step %d/%d  %s  %.2f steps/s  %.1f ex/s  eta %.0fs", name, step,
-                             total_steps, "  ".join(f"{k} {v:.4g}" for k, v in sorted(vals.items())),
-                             rate, rate * examples_per_step, eta)
-                    if writer is not None:
-                        writer.write_scalars(step, {**vals, "steps_per_s": rate,
-                                                    "examples_per_s": rate * examples_per_step})
-                    t_last, step_last = now, step
-                if evaluator is not None and eval_every > 0 and (
-                        step % eval_every == 0 or step == total_steps):
-                    score = float(evaluator(state))
-                    improved = best["score"] is None or score > best["score"]
-                    log.info("%s step %d: dev score %.3f (best %s)", name, step, score,
-                             f"{score:.3f}, new" if improved else f"{best['score']:.3f} at step {best['step']}")
-                    if writer is not None:
-                        writer.write_scalars(step, {"dev_score": score})
-                    if improved:
-                        best = {"step": step, "score": score}
-                        evaluator.save_best(state, step, score)
-                meta = {"stage": name, "step": step, "best": best}
-                saved = step % checkpoint_every == 0 or step == total_steps
+                info = StepInfo(cfg.name, step, cfg.total_steps, state, metrics,
+                                mngr.latest_step(), cfg.checkpoint_dir)
+                for h in hooks:
+                    h.after_step(info)
+                meta = {"stage": cfg.name, "step": step,
+                        **{h.key: h.state_dict() for h in hooks if h.key}}
+                saved = step % cfg.checkpoint_every == 0 or step == cfg.total_steps
                 if saved:
                     _save(mngr, state, iterator, meta)
                 if sigterm.raised:
                     if not saved:
                         _save(mngr, state, iterator, meta, force=True)
                     mngr.wait_until_finished()
-                    raise Preempted(f"{name}: SIGTERM at step {step}; checkpoint saved, run the "
-                                    "same command again to resume")
+                    raise Preempted(f"{cfg.name}: SIGTERM at step {step}; checkpoint saved, run "
+                                    "the same command again to resume")
     finally:
         mngr.wait_until_finished()
         mngr.close()

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.dynamic_scale import DynamicScale
 
-from xmrc_jax.train import sharding as sh
+from xmrc_jax import mesh as sh
 
 log = logging.getLogger("xmrc_jax")
 

@@ -1,7 +1,7 @@
-"""The one train step, and the objectives that plug into it.
+"""The one generic train step: ``make_train_step`` and ``compile_train_step``.
 
-An objective is ``objective(params, batch, rng, *consts) -> (loss, aux)`` with the model closed
-over; ``consts`` are trees the step reads but never updates (McCrolin's frozen teacher).
+It knows nothing of tasks: objectives come from ``xmrc_jax.tasks``. An objective is
+``objective(params, batch, rng, *consts) -> (loss, aux)`` with the model closed over; ``consts`` are trees the step reads but never updates (McCrolin's frozen teacher).
 ``make_train_step`` wraps it into a pure ``(state, batch, *consts) -> (state, metrics)`` with gradient
 accumulation (a ``lax.scan`` over micro-batches), dynamic loss scaling for fp16 and the
 optimizer update. ``compile_train_step`` jits it over the mesh with the state donated and
@@ -10,7 +10,6 @@ returns the compiled executable (compile time and ``memory_analysis()`` are logg
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 
@@ -18,62 +17,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xmrc_jax.losses import aacl_loss, hard_learning_loss, mccrolin_loss, mrc_loss
-from xmrc_jax.ops import top_k_spans
-from xmrc_jax.train import sharding as sh
+from xmrc_jax import mesh as sh
 
 log = logging.getLogger("xmrc_jax")
-
-
-def _forward(module, params, batch, rng, deterministic=False):
-    return module.apply({"params": params["model"]}, batch["input_ids"], batch["attention_mask"],
-                        batch["token_type_ids"], deterministic=deterministic,
-                        rngs=None if deterministic else {"dropout": rng})
-
-
-def mrc_objective(module):
-    """Baseline: L_mrc (paper Eq. 3)."""
-    def objective(params, batch, rng):
-        out = _forward(module, params, batch, rng)
-        per = mrc_loss(out.start_logits, out.end_logits, batch["attention_mask"].astype(bool),
-                       batch["start_positions"], batch["end_positions"])
-        loss = jnp.mean(per)
-        return loss, {"loss_mrc": loss}
-    return objective
-
-
-def hl_aacl_objective(module, variant: str, alpha: float, tau: float, num_contrast: int,
-                      max_answer_len: int, type_weights=None):
-    """L = alpha L_contrast + (1 - alpha) L_hard (paper Eq. 9); the top-|A| spans of AA-CL are
-    recomputed from the step's own (stop-gradient) logits."""
-    def objective(params, batch, rng):
-        out = _forward(module, params, batch, rng)
-        valid = batch["attention_mask"].astype(bool)
-        aux, loss = {}, 0.0
-        if alpha < 1.0:
-            weights = params["hl"]["type_logits"] if variant == "weighted_learned" else type_weights
-            per = hard_learning_loss(out.start_logits, out.end_logits, valid, batch["cand_starts"],
-                                     batch["cand_ends"], batch["cand_valid"],
-                                     batch["start_positions"], batch["end_positions"], variant,
-                                     weights)
-            hard = jnp.mean(per)
-            aux["loss_hard"] = hard
-            loss = loss + (1.0 - alpha) * hard
-            if variant == "weighted_learned":
-                w = jax.nn.softmax(params["hl"]["type_logits"])
-                aux.update(hl_w_gold=w[0], hl_w_one=w[1], hl_w_none=w[2])
-        if alpha > 0.0:
-            starts, ends, _ = top_k_spans(jax.lax.stop_gradient(out.start_logits),
-                                          jax.lax.stop_gradient(out.end_logits),
-                                          batch["context_mask"], num_contrast, max_answer_len)
-            cl, cl_aux = aacl_loss(out.last_hidden_state, batch["question_mask"],
-                                   batch["start_positions"], batch["end_positions"],
-                                   batch["answer_in_window"], starts, ends, starts >= 0, tau)
-            aux.update(loss_contrast=cl, aacl_active=cl_aux["num_active"],
-                       aacl_neg_similarity=cl_aux["neg_similarity"])
-            loss = loss + alpha * cl
-        return loss, aux
-    return objective
 
 
 def make_train_step(objective, tx, grad_accum_steps: int = 1):
@@ -148,42 +94,3 @@ def _memory_summary(mem) -> str:
               "generated_code_size_in_bytes")
     return ", ".join(f"{f.replace('_size_in_bytes', '')} {getattr(mem, f, 0) / 2**20:.1f} MiB"
                      for f in fields if hasattr(mem, f))
-
-
-@functools.partial(jax.jit, static_argnames=("module", "k", "max_answer_len"))
-def predict_top_k(module, params, batch, k: int, max_answer_len: int):
-    """Top-k spans of each window (evaluation and candidate mining)."""
-    out = module.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                       batch["token_type_ids"], deterministic=True)
-    return top_k_spans(out.start_logits, out.end_logits, batch["context_mask"], k, max_answer_len)
-
-
-MCCROLIN_TEXTS = ("q_en", "q_ne", "d", "pr")
-
-
-def embed(module, params, ids, mask, normalize: bool, rng=None):
-    """Sentence embeddings ``[batch, hidden]`` (fp32) from an ``embed``-head module; dropout
-    when ``rng`` is given, L2-normalised when ``normalize``."""
-    out = module.apply({"params": params}, ids, mask, None, deterministic=rng is None,
-                       rngs=None if rng is None else {"dropout": rng})
-    e = out.embeddings.astype(jnp.float32)
-    if normalize:
-        e = e / jnp.maximum(jnp.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
-    return e
-
-
-def mccrolin_objective(module, gammas, betas, lambdas, omegas, tau: float, normalize: bool):
-    """McCrolin (Eq. 1) over a batch of tuples ``{q_en, q_ne, d, pr}_{ids,mask}``.
-
-    The teacher is the extra step argument: a frozen tree, embedded without dropout and under
-    ``stop_gradient`` (it gets no gradient and is not in the optimizer). The student is
-    ``params["model"]``, embedded with dropout.
-    """
-    def objective(params, batch, rng, teacher):
-        teacher = jax.lax.stop_gradient(teacher)
-        t = {k: embed(module, teacher, batch[f"{k}_ids"], batch[f"{k}_mask"], normalize)
-             for k in ("q_en", "d", "pr")}
-        s = {k: embed(module, params["model"], batch[f"{k}_ids"], batch[f"{k}_mask"], normalize,
-                      jax.random.fold_in(rng, i)) for i, k in enumerate(MCCROLIN_TEXTS)}
-        return mccrolin_loss(t, s, gammas, betas, lambdas, omegas, tau)
-    return objective

@@ -1,4 +1,4 @@
-"""Device mesh and logical-axis rules.
+"""Device mesh, logical-axis rules and placing arrays on the mesh (training and evaluation).
 
 The mesh has axes (``data``, ``fsdp``, ``tensor``) whose sizes come from the config
 (``mesh.data = -1`` takes the devices left over). Pure data parallelism, what ``pmap`` did on an
@@ -74,3 +74,15 @@ def put_batch(batch: dict, mesh: Mesh) -> dict:
         v = np.asarray(v)
         out[k] = jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
     return out
+
+
+def replicated(tree, mesh: Mesh):
+    """``tree`` placed whole on every device of ``mesh`` (evaluation parameters)."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def eval_batch_size(mesh: Mesh, requested: int) -> int:
+    """``requested`` rounded down to a multiple of the mesh's batch-sharding size (at least one
+    row per data shard)."""
+    data = mesh.shape["data"] * mesh.shape["fsdp"]
+    return max(data, requested - requested % data)

@@ -46,3 +46,11 @@ def maybe_initialize() -> bool:
 
 def is_main_process() -> bool:
     return jax.process_index() == 0
+
+
+def sync(what: str):
+    """A barrier across processes (no-op with one process), so files process 0 writes are
+    there before the others read them."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(what)

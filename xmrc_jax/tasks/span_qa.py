@@ -1,0 +1,150 @@
+"""Extractive (span) question answering: the xMRC paper's objectives and top-k prediction.
+
+Batch contract (arrays from ``data.build_features`` plus the mined candidates):
+
+* ``TRAIN_KEYS``: what ``mrc`` reads (and ``hl_aacl`` besides ``CANDIDATE_KEYS``);
+* ``CANDIDATE_KEYS``: the mined top-|Z| spans per window (``mine`` writes them);
+* ``PREDICT_KEYS``: what ``predict_top_k`` reads (evaluation and mining).
+
+To add an objective: a pure loss in ``losses/`` and an entry in ``OBJECTIVES`` here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from xmrc_jax.losses import DEFAULT_TYPE_LOGITS, HL_VARIANTS, aacl_loss, hard_learning_loss, \
+    mrc_loss
+from xmrc_jax.ops import top_k_spans
+
+HEAD = "span"
+PREDICT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "context_mask")
+TRAIN_KEYS = PREDICT_KEYS + ("question_mask", "start_positions", "end_positions",
+                             "answer_in_window")
+CANDIDATE_KEYS = ("cand_starts", "cand_ends", "cand_valid")
+
+
+def batch_keys(objective: str) -> tuple:
+    """The arrays an objective reads."""
+    return TRAIN_KEYS + (CANDIDATE_KEYS if objective == "hl_aacl" else ())
+
+
+def _forward(module, params, batch, rng, deterministic=False):
+    return module.apply({"params": params["model"]}, batch["input_ids"], batch["attention_mask"],
+                        batch["token_type_ids"], deterministic=deterministic,
+                        rngs=None if deterministic else {"dropout": rng})
+
+
+def mrc_objective(module):
+    """Baseline: L_mrc (paper Eq. 3)."""
+    def objective(params, batch, rng):
+        out = _forward(module, params, batch, rng)
+        per = mrc_loss(out.start_logits, out.end_logits, batch["attention_mask"].astype(bool),
+                       batch["start_positions"], batch["end_positions"])
+        loss = jnp.mean(per)
+        return loss, {"loss_mrc": loss}
+    return objective
+
+
+def hl_aacl_objective(module, variant: str, alpha: float, tau: float, num_contrast: int,
+                      max_answer_len: int, type_weights=None):
+    """L = alpha L_contrast + (1 - alpha) L_hard (paper Eq. 9); the top-|A| spans of AA-CL are
+    recomputed from the step's own (stop-gradient) logits."""
+    def objective(params, batch, rng):
+        out = _forward(module, params, batch, rng)
+        valid = batch["attention_mask"].astype(bool)
+        aux, loss = {}, 0.0
+        if alpha < 1.0:
+            weights = params["hl"]["type_logits"] if variant == "weighted_learned" else type_weights
+            per = hard_learning_loss(out.start_logits, out.end_logits, valid, batch["cand_starts"],
+                                     batch["cand_ends"], batch["cand_valid"],
+                                     batch["start_positions"], batch["end_positions"], variant,
+                                     weights)
+            hard = jnp.mean(per)
+            aux["loss_hard"] = hard
+            loss = loss + (1.0 - alpha) * hard
+            if variant == "weighted_learned":
+                w = jax.nn.softmax(params["hl"]["type_logits"])
+                aux.update(hl_w_gold=w[0], hl_w_one=w[1], hl_w_none=w[2])
+        if alpha > 0.0:
+            starts, ends, _ = top_k_spans(jax.lax.stop_gradient(out.start_logits),
+                                          jax.lax.stop_gradient(out.end_logits),
+                                          batch["context_mask"], num_contrast, max_answer_len)
+            cl, cl_aux = aacl_loss(out.last_hidden_state, batch["question_mask"],
+                                   batch["start_positions"], batch["end_positions"],
+                                   batch["answer_in_window"], starts, ends, starts >= 0, tau)
+            aux.update(loss_contrast=cl, aacl_active=cl_aux["num_active"],
+                       aacl_neg_similarity=cl_aux["neg_similarity"])
+            loss = loss + alpha * cl
+        return loss, aux
+    return objective
+
+
+def objective(name: str, module, config):
+    """The objective ``name`` (``mrc`` | ``hl_aacl``) with its settings from ``config``."""
+    if name == "mrc":
+        return mrc_objective(module)
+    if name == "hl_aacl":
+        hl = config.hl
+        return hl_aacl_objective(module, hl.variant, hl.alpha, hl.tau, hl.num_contrast,
+                                 config.max_answer_length, tuple(hl.type_weights))
+    raise ValueError(f"span_qa: unknown objective {name!r}; known: ('mrc', 'hl_aacl')")
+
+
+def extra_params(name: str, config):
+    """Trainable parameters an objective adds beside the model (HL's learned type weights)."""
+    if name == "hl_aacl" and config.hl.variant == "weighted_learned":
+        return {"hl": {"type_logits": jnp.asarray(DEFAULT_TYPE_LOGITS, jnp.float32)}}
+    return None
+
+
+def learned_type_weights(params) -> dict | None:
+    """``{"gold", "one_boundary", "none"}`` softmax weights when the HL weights were learned."""
+    if "hl" not in params:
+        return None
+    w = jax.device_get(jax.nn.softmax(jnp.asarray(params["hl"]["type_logits"])))
+    return {"gold": float(w[0]), "one_boundary": float(w[1]), "none": float(w[2])}
+
+
+@functools.partial(jax.jit, static_argnames=("module", "k", "max_answer_len"))
+def predict_top_k(module, params, batch, k: int, max_answer_len: int):
+    """Top-k spans of each window ``(starts, ends, scores)`` (evaluation and candidate mining)."""
+    out = module.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
+                       batch["token_type_ids"], deterministic=True)
+    return top_k_spans(out.start_logits, out.end_logits, batch["context_mask"], k, max_answer_len)
+
+
+def validate(config):
+    """Checks the span-QA settings (``hl``, ``max_answer_length``, ``eval``, data lengths)."""
+    hl = config.hl
+    if hl.variant not in HL_VARIANTS:
+        raise ValueError(f"config.hl.variant: {hl.variant!r} is not one of {list(HL_VARIANTS)}")
+    if not 0.0 <= hl.alpha <= 1.0:
+        raise ValueError(f"config.hl.alpha: {hl.alpha} is not in [0, 1]")
+    if len(tuple(hl.type_weights)) != 3:
+        raise ValueError("config.hl.type_weights: expected 3 weights (gold, one boundary, none), "
+                         f"got {tuple(hl.type_weights)}")
+    for key in ("num_candidates", "num_contrast"):
+        if int(hl[key]) < 1:
+            raise ValueError(f"config.hl.{key}: {hl[key]} must be at least 1")
+    if hl.tau <= 0:
+        raise ValueError(f"config.hl.tau: {hl.tau} must be positive")
+    if config.max_answer_length < 1:
+        raise ValueError(f"config.max_answer_length: {config.max_answer_length} must be >= 1")
+    ks = tuple(config.eval.em_at_k)
+    if not ks or any(int(k) < 1 for k in ks):
+        raise ValueError(f"config.eval.em_at_k: {ks} must be positive integers")
+    d = config.data
+    if d.doc_stride >= d.max_seq_length or d.max_query_length >= d.max_seq_length:
+        raise ValueError(f"config.data: doc_stride {d.doc_stride} and max_query_length "
+                         f"{d.max_query_length} must be below max_seq_length {d.max_seq_length}")
+
+
+def check_model(config, arch):
+    """Checks that the windows fit the model's positions."""
+    if config.data.max_seq_length > arch.max_tokens:
+        raise ValueError(f"config.data.max_seq_length {config.data.max_seq_length} exceeds the "
+                         f"model's {arch.max_tokens} positions")
