@@ -26,11 +26,13 @@ def _run(module, params, e, **kw):
                         jnp.asarray(e["attention_mask"]), jnp.asarray(e["token_type_ids"]), **kw)
 
 
+@pytest.mark.parametrize("kernels", ["cpu", "xla"])
 @pytest.mark.parametrize("name", NAMES)
-def test_hidden_states_and_logits_match_pytorch(name):
+def test_hidden_states_and_logits_match_pytorch(name, kernels):
     e = _expected(name)
     head = "span" if "start_logits" in e else None
-    module, params = load_pretrained(os.path.join(FIX, name), head=head)
+    module, params = load_pretrained(os.path.join(FIX, name), head=head, kernels=kernels)
+    assert module.kernels == kernels
     out = _run(module, params, e, output_hidden_states=True)
     n_layers = len([k for k in e if k.startswith("hidden_")])
     assert len(out.hidden_states) == n_layers

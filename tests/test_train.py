@@ -219,7 +219,7 @@ def test_dev_f1_evaluator_exports_the_best_model(tmp_path):
     c.data.max_seq_length, c.data.doc_stride, c.data.max_query_length = 64, 32, 16
     c.data.dev = [dict(path=os.path.join(ROOT, "data", "demo", "mlqa.es.json"), language="es",
                        name="mlqa", limit=20)]
-    runtime = rt.build(c, str(tmp_path))
+    runtime = rt.build(c, str(tmp_path / "cache"))
     module = runtime.module("span")
     files = [(fs, ex, build_features(ex, runtime.tokenizer, 64, 32, 16))
              for fs, ex, _ in load_specs(c.data.dev)]

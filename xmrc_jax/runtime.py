@@ -72,8 +72,9 @@ class Runtime:
         return bool(self.model_name)
 
 
-def build(config, workdir: str) -> Runtime:
-    """Mesh, precision, tokenizer and architecture for ``config`` (weights load lazily)."""
+def build(config, cache_dir: str) -> Runtime:
+    """Mesh, precision, tokenizer and architecture for ``config`` (weights load lazily);
+    ``cache_dir`` holds the feature cache."""
     precision = st.choose_precision(config.model.precision, config.model.v100_precision)
     mesh = sh.make_mesh(config.mesh.to_dict())
     log.info("devices: %d x %s; mesh %s; precision %s", jax.device_count(),
@@ -98,6 +99,6 @@ def build(config, workdir: str) -> Runtime:
             a["vocab_size"] = len(tokenizer)
         arch = EncoderConfig(**a)
     return Runtime(mesh=mesh, precision=precision, tokenizer=tokenizer,
-                   cache_dir=config.data.cache_dir or os.path.join(workdir, "cache"), arch=arch,
+                   cache_dir=cache_dir, arch=arch,
                    model_name=name, pooling=config.model.pooling, remat=config.model.remat,
                    kernels=config.model.kernels, remat_policy=config.model.remat_policy)

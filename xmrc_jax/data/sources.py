@@ -170,5 +170,20 @@ def load_specs(specs, skip_bad: bool = False, where: str = "data") -> list:
     return out
 
 
+def _norm_context(text: str) -> str:
+    return " ".join(text.split())
+
+
+def remove_overlap(examples, held_out) -> tuple:
+    """``examples`` without any question whose id, or whose context (whitespace-normalised),
+    occurs in ``held_out`` (test examples): ``(kept, removed_count)``. Model selection uses
+    this so that no test question or passage reaches it (XQuAD is built from SQuAD v1.1 dev)."""
+    ids = {ex.id for ex in held_out}
+    contexts = {_norm_context(ex.context) for ex in held_out}
+    kept = [ex for ex in examples
+            if ex.id not in ids and _norm_context(ex.context) not in contexts]
+    return kept, len(examples) - len(kept)
+
+
 __all__ = ["Answer", "DataError", "Example", "FileSpec", "REGISTRY", "ReadReport", "expand",
-           "load", "load_specs"]
+           "load", "load_specs", "remove_overlap"]

@@ -214,7 +214,7 @@ def run_stages(config, workdir: str, runtime=None) -> dict:
     steps = plan(config, wd)
     if distributed.is_main_process():
         artifacts.write_json(wd.resolved_config(), json.loads(config.to_json_best_effort()))
-    runtime = runtime or rt.build(config, workdir)
+    runtime = runtime or rt.build(config, config.data.cache_dir or wd.cache())
     for task in dict.fromkeys(s.stage.task for s in steps):
         importlib.import_module(f"xmrc_jax.tasks.{task}").check_model(config, runtime.arch)
     memo = {}

@@ -95,13 +95,22 @@ def _plain(value):
 
 
 def config_subset(config, keys) -> dict:
-    """``{dotted key: value}`` for ``keys`` (a key naming a section takes the whole section)."""
+    """``{dotted key: value}`` for ``keys``; a key naming a section gives one entry per field
+    in it (``hl`` -> ``hl.alpha``, ``hl.variant``, ...), so a change is reported by its name."""
     out = {}
+
+    def add(key, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                add(f"{key}.{k}", v)
+        else:
+            out[key] = value
+
     for key in keys:
         node = config
         for part in key.split("."):
             node = node[part]
-        out[key] = _plain(node)
+        add(key, _plain(node))
     return out
 
 
