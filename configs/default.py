@@ -17,6 +17,7 @@ XMRC_STAGES = ("baseline", "mine", "hl_aacl", "evaluate")
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.preset = ""                       # the named settings a config applied (configs/common.py)
     c.stages = ()                       # a tuple, so --config.stages="(baseline,evaluate)" works
 
     c.model = ml_collections.ConfigDict()
@@ -39,6 +40,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.eval = []                    # span QA evaluation files
     c.data.dev = []                     # scored every train.eval_every steps; best kept by F1
     c.data.parallel = []                # McCrolin: the same questions in several languages
+    c.data.parallel_test = []           # out of domain: test on these (all of them) instead
     c.data.max_seq_length = 384
     c.data.doc_stride = 128
     c.data.max_query_length = 64
@@ -65,8 +67,13 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     # xMRC: hard learning + answer-aware contrastive learning (stage hl_aacl)
     c.hl = ml_collections.ConfigDict()
-    c.hl.variant = "weighted_learned"   # mml | hard_em | weighted | weighted_learned
-    c.hl.type_weights = (1.0, 0.1, 0.0)  # fixed weights (gold, one boundary, none) for "weighted"
+    # mml | hard_em | weighted | weighted_learned | weighted_mml | weighted_mml_learned |
+    # weighted_type_mean (readings of the paper's Eq. 5: xmrc_jax/losses/mrc.py, docs/READINGS.md)
+    c.hl.variant = "weighted_learned"
+    c.hl.type_weights = (1.0, 0.1, 0.0)  # fixed weights (gold, one boundary, none)
+    c.hl.weights_lr = 0.0               # own peak lr of learned type weights (0 = train.learning_rate)
+    c.hl.init = "baseline"              # second stage starts from: baseline | pretrained
+    c.hl.ablation = "full"              # full | no_hl (L_mrc + AA-CL) | no_aacl (alpha 0) | mml
     c.hl.num_candidates = 20            # |Z|
     c.hl.num_contrast = 50              # |A|
     c.hl.alpha = 0.5                    # L = alpha L_contrast + (1 - alpha) L_hard
@@ -78,15 +85,27 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval.n_best = 20
     c.eval.em_at_k = (1, 3, 5, 10)
     c.eval.use_best = True              # later stages use <stage>/best/hf (best dev score) if present
+    # What picks the checkpoint a training stage hands on (recorded in every results file):
+    # english_dev: data.dev is English only (zero-shot: no target-language data anywhere);
+    # target_dev: data.dev may hold target languages (translate-train); last: no selection.
+    # Any dev question or passage that occurs in data.eval is removed before selection.
+    c.eval.selection = "english_dev"
+    # Figure 3: every track_every steps, the top answers of the first track_questions questions
+    # of the first evaluation file go to <stage>/tracked.json (0 = off; not used for selection)
+    c.eval.track_every = 0
+    c.eval.track_questions = 0
 
     # McCrolin: teacher-student rounds (stage mccrolin) and retrieval evaluation (retrieval)
     c.mccrolin = ml_collections.ConfigDict()
     c.mccrolin.rounds = 3
+    # loss weights: the paper's Table 7
     c.mccrolin.gammas = (1.0, 1.0, 1.0)        # L_XLC, L_rank, L_HA
-    c.mccrolin.betas = (1.0, 1.0, 1.0, 1.0)    # XLC: T(q_en)-S(q_ne), T(d)-S(d), T(d)-S(q_ne), T(q_en)-S(q_en)
-    c.mccrolin.lambdas = (1.0, 1.0)            # rank: CL(T(q_en), S(q_ne)), CL(T(d), S(q_ne))
-    c.mccrolin.omegas = (1.0, 1.0)             # HA: T(PR)-S(PR), T(PR)-S(q_ne)
+    c.mccrolin.betas = (1e-3, 1.0, 1e-3, 1e-1)  # XLC: T(q_en)-S(q_ne), T(d)-S(d), T(d)-S(q_ne), T(q_en)-S(q_en)
+    c.mccrolin.lambdas = (3e-3, 1e-5)          # rank: CL(T(q_en), S(q_ne)), CL(T(d), S(q_ne))
+    c.mccrolin.omegas = (1e-3, 1e-4)           # HA: T(PR)-S(PR), T(PR)-S(q_ne)
     c.mccrolin.tau = 0.05
+    c.mccrolin.mask_false_negatives = True     # same question / same passage: not a negative
+    c.mccrolin.teacher_update = True           # teacher <- student after each round (false: ablation)
     c.mccrolin.normalize = True                # L2-normalise embeddings (dot product = cosine)
 
     c.retrieval = ml_collections.ConfigDict()
@@ -95,7 +114,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.retrieval.include_english = True
     c.retrieval.split_fractions = (0.7, 0.1, 0.2)   # train / dev / test, by article
     c.retrieval.split_seed = 0
-    c.retrieval.levels = ("passage", "sentence")
+    c.retrieval.levels = ("passage", "sentence")   # and "document" (an article's paragraphs)
+    c.retrieval.sentence_context = False       # sentence candidates followed by their paragraph
     c.retrieval.similarity = "cosine"          # cosine | dot
     c.retrieval.recall_at = (1, 10)
     c.retrieval.mrr_at = 10

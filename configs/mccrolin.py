@@ -71,6 +71,8 @@ def get_config(arg=None):
     spec = dict(dataset=dataset, languages=list(languages(dataset)))
     if root:
         spec["root"] = root
-    c.data.parallel = [spec]
+    # MLQA: dev and test pooled (the paper's 33,706 non-English questions), split by article
+    c.data.parallel = ([{**spec, "split": "dev"}, {**spec, "split": "test"}]
+                       if dataset == "mlqa" else [spec])
     c.retrieval.languages = languages(dataset)
     return c

@@ -111,11 +111,13 @@ def aacl_np(hidden, qmask, gs, ge, gvalid, cs, ce, cvalid, tau):
     return per.sum() / max(n, 1), n, per
 
 
-def info_nce_np(anchors, positives, tau, mask):
+def info_nce_np(anchors, positives, tau, mask, groups=None):
+    """In-batch InfoNCE by loops; with ``groups``, another row of the same group is no negative."""
     idx = [i for i in range(len(anchors)) if mask[i]]
     per = np.zeros(len(anchors))
     for i in idx:
-        logits = np.array([float(anchors[i] @ positives[j]) / tau for j in idx])
+        cols = [j for j in idx if groups is None or j == i or groups[j] != groups[i]]
+        logits = np.array([float(anchors[i] @ positives[j]) / tau for j in cols])
         mx = logits.max()
         per[i] = -(float(anchors[i] @ positives[i]) / tau - (mx + np.log(np.exp(logits - mx).sum())))
     return per

@@ -23,7 +23,7 @@ def test_mlqa_and_xquad_settings(monkeypatch):
     c = mlqa.get_config("model=mbert,setting=translate_train,root=/data")
     assert c.model.name == "bert-base-multilingual-cased"
     assert [s["path"] for s in c.data.train][1] == "/data/squad.translate.train.en-es.json"
-    assert len(c.data.train) == 7 and expand(c.data.dev[0])[0].path == "/data/dev-context-en-question-en.json"
+    assert len(c.data.train) == 6 and expand(c.data.dev[0])[0].path == "/data/dev-context-en-question-en.json"
     c = xquad.get_config("mbert")          # a bare value fits the key it belongs to
     assert c.model.name == "bert-base-multilingual-cased" and len(expand(c.data.eval[0])) == 12
     with pytest.raises(ValueError, match="translate_train needs"):
@@ -42,6 +42,11 @@ def test_mccrolin_configs():
     assert c.model.name == "intfloat/multilingual-e5-base" and c.retrieval.query_prefix == "query: "
     assert c.train.batch_size == 16 and c.mccrolin.rounds == 3
     assert [fs.path for fs in expand(c.data.parallel[0])][0] == "/d/dev-context-en-question-en.json"
+    assert [fs.path for fs in expand(c.data.parallel[1])][0] == "/d/test-context-en-question-en.json"
+    m = c.mccrolin                                    # the paper's Table 7
+    assert (tuple(m.betas), tuple(m.lambdas), tuple(m.omegas), tuple(m.gammas), m.tau) == (
+        (1e-3, 1.0, 1e-3, 1e-1), (3e-3, 1e-5), (1e-3, 1e-4), (1.0, 1.0, 1.0), 0.05)
+    assert m.mask_false_negatives and m.teacher_update
     assert mccrolin.get_config("model=xlmr").retrieval.query_prefix == ""
 
 
@@ -107,3 +112,58 @@ def test_bad_retrieval_setting_names_its_key(tmp_path, key, value):
     setattr(c.retrieval, key, value)
     with pytest.raises(ValueError, match=f"config.retrieval.{key}"):
         validate(normalize(c))
+
+
+def test_zero_shot_selects_on_english_only_and_never_on_test_data(monkeypatch):
+    from xmrc_jax.stages import normalize, validate
+    monkeypatch.delenv("XMRC_DATA", raising=False)
+    for c in (mlqa.get_config(), mlqa.get_config("root=/d"), xquad.get_config(),
+              xquad.get_config("root=/d")):
+        assert c.eval.selection == "english_dev"
+        dev = [fs for spec in c.data.dev for fs in expand(spec)]
+        assert dev and {fs.language for fs in dev} == {"en"}
+        test = [fs for spec in c.data.eval for fs in expand(spec)]
+        assert not {(fs.name, fs.split, fs.path) for fs in dev} & {(fs.name, fs.split, fs.path)
+                                                                   for fs in test}
+    c = mlqa.get_config("setting=translate_train,root=/d")
+    assert c.eval.selection == "target_dev" and len(expand(c.data.dev[0])) == 7
+    with pytest.raises(ValueError, match="no target-language dev"):
+        xquad.get_config("selection=target_dev,root=/d")
+    c = mlqa.get_config("selection=english_dev,setting=translate_train,root=/d")
+    c.data.dev = [dict(dataset="mlqa", languages=["en", "es"], split="dev", root="/d")]
+    with pytest.raises(ValueError, match="english_dev but config.data.dev holds"):
+        validate(normalize(c))
+    assert mlqa.get_config("selection=last").data.dev == []
+
+
+def test_translate_train_files_are_xtremes():
+    from configs.common import TRANSLATE_TRAIN
+    assert TRANSLATE_TRAIN == ("ar", "de", "el", "es", "hi", "ru", "th", "tr", "vi", "zh")
+    paper = xquad.get_config("setting=translate_train,root=/x").data.train
+    assert [os.path.basename(s["path"]) for s in paper] == ["train-v1.1.json"] + [
+        f"squad.translate.train.en-{lang}.json" for lang in ("es", "de", "ar", "hi", "vi")]
+    every = xquad.get_config("setting=translate_train,root=/x,tt=all").data.train
+    assert sorted(s["language"] for s in every[1:]) == list(TRANSLATE_TRAIN)   # no ro
+
+
+def test_paper_preset_is_the_papers_settings():
+    c = mlqa.get_config("preset=paper")
+    assert c.preset == "paper" and c.model.name == "xlm-roberta-base"
+    t, d, h = c.train, c.data, c.hl
+    assert (t.learning_rate, t.weight_decay, t.warmup_ratio, t.batch_size) == (3e-5, 0.01, 0.1, 32)
+    assert (t.epochs, h.epochs, t.eval_every) == (8.0, 8.0, 1000)
+    assert (d.max_seq_length, d.doc_stride, d.max_query_length, c.max_answer_length) == (384, 128, 64, 30)
+    assert (h.num_candidates, h.num_contrast, h.alpha, h.tau) == (20, 50, 0.5, 0.1)
+    assert (h.variant, tuple(h.type_weights), h.init) == ("weighted_mml", (1.0, 0.1, 0.0), "pretrained")
+    s = mlqa.get_config("preset=short")
+    assert (s.train.epochs, s.hl.epochs, s.hl.init) == (2.0, 2.0, "baseline")
+
+
+def test_ablations_by_name():
+    from xmrc_jax.stages import normalize
+    got = {a: normalize(mlqa.get_config(f"ablation={a}")).hl for a in
+           ("full", "no_hl", "no_aacl", "mml")}
+    assert (got["full"].variant, got["full"].alpha) == ("weighted_mml", 0.5)
+    assert (got["no_hl"].variant, got["no_hl"].alpha) == ("mrc", 0.5)     # L_mrc + AA-CL
+    assert (got["no_aacl"].variant, got["no_aacl"].alpha) == ("weighted_mml", 0.0)
+    assert (got["mml"].variant, got["mml"].alpha) == ("mml", 0.5)

@@ -18,7 +18,7 @@ jax.config.update("jax_enable_x64", False)
 def _hl_np(s, e, valid, cs, ce, cv, gs, ge, variant, w):
     out = np.zeros(s.shape[0])
     types = span_types_np(cs, ce, gs, ge)
-    if variant == "weighted_learned":
+    if variant in ("weighted_learned", "weighted_mml_learned"):
         w = np.exp(w) / np.exp(w).sum()
     for b in range(s.shape[0]):
         ls, le = log_softmax_np(s[b], valid[b]), log_softmax_np(e[b], valid[b])
@@ -31,6 +31,12 @@ def _hl_np(s, e, valid, cs, ce, cv, gs, ge, variant, w):
             out[b] = -(vals.max() + np.log(np.exp(vals - vals.max()).sum()))
         elif variant == "hard_em":
             out[b] = -vals.max()
+        elif variant in ("weighted_mml", "weighted_mml_learned"):
+            mass = sum(w[t] * np.exp(v) for v, t in lps if w[t] > 0)
+            out[b] = -np.log(mass) if mass > 0 else 0.0
+        elif variant == "weighted_type_mean":
+            out[b] = -sum(w[t] * np.mean([v for v, tt in lps if tt == t])
+                          for t in range(3) if any(tt == t for _, tt in lps))
         else:
             out[b] = -sum(w[t] * v for v, t in lps)
     return out
@@ -51,11 +57,13 @@ def _hl_inputs(seed, batch=4, seq=12, z=6):
     return s, e, valid, cs, ce, cv, gs, ge
 
 
-@pytest.mark.parametrize("variant", ["mml", "hard_em", "weighted", "weighted_learned"])
+@pytest.mark.parametrize("variant", ["mml", "hard_em", "weighted", "weighted_learned",
+                                     "weighted_mml", "weighted_mml_learned", "weighted_type_mean"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_hard_learning_matches_loop_reference(variant, seed):
     args = _hl_inputs(seed)
-    w = np.array([1.0, 0.3, 0.05]) if variant == "weighted" else np.array([0.0, -3.0, -6.0])
+    w = (np.array([0.0, -3.0, -6.0]) if variant.endswith("learned") else
+         np.array([1.0, 0.3, 0.0]) if variant == "weighted_mml" else np.array([1.0, 0.3, 0.05]))
     got = hard_learning_loss(*[jnp.asarray(a) for a in args], variant=variant, type_weights=w)
     np.testing.assert_allclose(np.asarray(got), _hl_np(*args, variant, w), rtol=1e-5, atol=1e-5)
     assert np.asarray(got)[-1] == 0.0 and np.isfinite(np.asarray(got)).all()
@@ -77,16 +85,25 @@ def test_hl_hand_worked():
                             type_weights=[1.0, 0.5, 0.25])
     assert float(wl[0]) == pytest.approx(1.75 * math.log(4))
     assert float(mrc_loss(s, s, valid, *g)[0]) == pytest.approx(2 * math.log(2))
+    # weighted MML: -log(1 * 1/4 + 0.5 * 1/4 + 0 * 1/4); per-type means: 1.75 log 4 as well
+    wm = hard_learning_loss(s, s, valid, cs, ce, cv, *g, variant="weighted_mml",
+                            type_weights=[1.0, 0.5, 0.0])
+    assert float(wm[0]) == pytest.approx(-math.log(1.5 / 4))
+    tm = hard_learning_loss(s, s, valid, cs, ce, cv, *g, variant="weighted_type_mean",
+                            type_weights=[1.0, 0.5, 0.25])
+    assert float(tm[0]) == pytest.approx(1.75 * math.log(4))
 
 
 def test_hl_gradients_including_learnable_weights():
     s, e, valid, cs, ce, cv, gs, ge = [jnp.asarray(a) for a in _hl_inputs(3)]
-    for variant in ("mml", "weighted", "hard_em"):
+    for variant in ("mml", "weighted", "hard_em", "weighted_mml", "weighted_type_mean"):
         f = lambda s_, e_: jnp.sum(hard_learning_loss(s_, e_, valid, cs, ce, cv, gs, ge, variant,  # noqa
                                                       [1.0, 0.3, 0.1]))
         check_grads(f, (s, e), order=1, modes=["rev"], atol=1e-2, rtol=1e-2, eps=1e-2)
-    f = lambda th: jnp.sum(hard_learning_loss(s, e, valid, cs, ce, cv, gs, ge, "weighted_learned", th))  # noqa
-    check_grads(f, (jnp.array([0.0, -1.0, -2.0]),), order=1, modes=["rev"], atol=1e-2, rtol=1e-2, eps=1e-2)
+    for variant in ("weighted_learned", "weighted_mml_learned"):
+        f = lambda th: jnp.sum(hard_learning_loss(s, e, valid, cs, ce, cv, gs, ge, variant, th))  # noqa
+        check_grads(f, (jnp.array([0.0, -1.0, -2.0]),), order=1, modes=["rev"], atol=1e-2,
+                    rtol=1e-2, eps=1e-2)
 
 
 def test_mrc_loss_matches_reference_and_masked_mean():
@@ -201,3 +218,20 @@ def test_in_batch_info_nce_hand_worked_and_gradients():
     g = jax.grad(lambda t: mccrolin_loss(dict(q_en=t, d=t, pr=t), dict(
         q_en=teacher["q_en"], q_ne=teacher["d"], d=teacher["pr"], pr=teacher["d"]))[0])(teacher["q_en"])
     assert float(jnp.abs(g).max()) == 0.0
+
+
+def test_in_batch_false_negatives_are_masked():
+    rng = np.random.default_rng(5)
+    a, p = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    groups = np.array([0, 0, 1, 2, 2, 2])
+    m = np.array([True, True, True, True, True, False])
+    got = in_batch_info_nce(jnp.asarray(a), jnp.asarray(p), 0.5, jnp.asarray(m), jnp.asarray(groups))
+    np.testing.assert_allclose(np.asarray(got), info_nce_np(a, p, 0.5, m, groups), rtol=1e-5,
+                               atol=1e-5)
+    # each row alone in its group: the unmasked loss
+    np.testing.assert_allclose(np.asarray(in_batch_info_nce(jnp.asarray(a), jnp.asarray(p), 0.5,
+                                                            jnp.asarray(m), jnp.arange(6))),
+                               info_nce_np(a, p, 0.5, m), rtol=1e-5, atol=1e-5)
+    # a row whose only other rows share its group has loss 0 (nothing to contrast with)
+    one = in_batch_info_nce(jnp.asarray(a[:2]), jnp.asarray(p[:2]), 0.5, None, jnp.zeros(2, int))
+    np.testing.assert_allclose(np.asarray(one), 0.0, atol=1e-6)

@@ -260,3 +260,74 @@ def test_two_round_end_to_end_teacher_update(tmp_path, monkeypatch, capsys):
     calls.clear()
     run_stages(c, str(tmp_path))
     assert calls == []
+
+
+def test_no_teacher_update_keeps_the_initial_teacher(tmp_path, monkeypatch):
+    import sys
+    sys.path.insert(0, ROOT)
+    from configs import mccrolin as mc_config
+    from xmrc_jax.models import read_state_dict
+    from xmrc_jax.stages import common, run_stages
+    from xmrc_jax.train import trainer
+
+    c = mc_config.get_config("demo")
+    c.stages = ("mccrolin",)
+    c.model.arch.update(hidden_size=16, num_hidden_layers=1, intermediate_size=32,
+                        num_attention_heads=2)
+    c.train.max_steps, c.train.batch_size, c.mccrolin.rounds = 2, 8, 2
+    c.mccrolin.teacher_update = False
+    c.retrieval.languages = ("en", "es")
+    c.retrieval.max_passage_length, c.retrieval.max_sentence_length = 64, 32
+    calls = []
+    real = trainer.run_training
+
+    def spy(train_cfg, job):
+        out = real(train_cfg, job)
+        calls.append((jax.device_get(job.init_params), jax.device_get(job.consts[0]), out,
+                      {k: np.asarray(v) for k, v in job.arrays.items() if k.endswith("_group")}))
+        return out
+    monkeypatch.setattr(common, "run_training", spy)
+    run_stages(c, str(tmp_path))
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(calls[1][1]), leaves(calls[0][1])):       # both rounds: round 0
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(leaves(calls[1][0]), leaves(calls[0][2]["model"])):   # student continues
+        np.testing.assert_array_equal(a, b)
+    assert len(read_state_dict(str(tmp_path / "mccrolin" / "round_0" / "hf"))) > 0
+    groups = calls[0][3]
+    assert set(groups) == {"q_group", "d_group"}
+    assert len(np.unique(groups["d_group"])) < len(np.unique(groups["q_group"]))  # ~5 q / passage
+
+
+def test_document_level_and_sentences_with_context():
+    en, _ = read_squad_file(os.path.join(ROOT, "data", "demo", "xquad.en.json"), "en")
+    es, _ = read_squad_file(os.path.join(ROOT, "data", "demo", "xquad.es.json"), "es")
+    qs, _ = join_parallel("xquad", en, {"es": es})
+    docs = retrieval_sets(qs, ("es",), "document")
+    titles = list(dict.fromkeys(q.title for q in qs))
+    assert len(docs.pool) == len(titles)
+    for q, rel, text in zip(qs, docs.relevant["es"], docs.queries["es"]):
+        assert list(rel) == [titles.index(q.title)] and q.passage in docs.pool[rel[0]]
+    plain = retrieval_sets(qs, ("es",), "sentence")
+    ctx = retrieval_sets(qs, ("es",), "sentence", sentence_context=True)
+    assert len(plain.pool) == len(ctx.pool)
+    assert all(c.startswith(p) and len(c) > len(p) for p, c in zip(plain.pool, ctx.pool))
+    with pytest.raises(ValueError, match="retrieval level"):
+        retrieval_sets(qs, ("es",), "chapter")
+
+
+def test_out_of_domain_test_split():
+    import sys
+    import types
+    sys.path.insert(0, ROOT)
+    from configs import mccrolin as mc_config
+    from xmrc_jax.stages import mccrolin as stage, normalize
+    c = mc_config.get_config("demo")
+    c.data.parallel_test = [dict(path=os.path.join(ROOT, "data", "demo", f"xquad.{lang}.json"),
+                                 language=lang, name="xquad_other") for lang in ("en", "es")]
+    ctx = types.SimpleNamespace(config=normalize(c), cached=lambda key, build: build())
+    splits = stage.parallel_splits(ctx)
+    assert {q.dataset for q in splits["test"]} == {"xquad_other"}
+    assert {q.dataset for q in splits["train"] + splits["dev"]} == {"xquad"}
+    en, _ = read_squad_file(os.path.join(ROOT, "data", "demo", "xquad.en.json"), "en")
+    assert len(splits["test"]) == len(en)

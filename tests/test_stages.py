@@ -159,3 +159,48 @@ def test_stages_of_both_methods_in_one_run(tmp_path, caplog):
     ret = json.load(open(wd / "retrieval" / "results.json"))
     assert list(ret["results"]) == ["tiny-encoder"]
     assert set(ret["results"]["tiny-encoder"]["passage"]) == {"en", "es", "avg"}
+
+
+def test_selection_never_sees_a_test_question_or_passage(tmp_path, caplog):
+    """SQuAD dev contains XQuAD: a dev file that holds XQuAD paragraphs selects only on the rest,
+    and the results say how the checkpoint was chosen."""
+    from xmrc_jax.data import read_squad_file
+    xq = json.load(open(os.path.join(DEMO, "xquad.en.json")))
+    squad = json.load(open(os.path.join(DEMO, "train_en.json")))
+    dev = {"version": "1.1", "data": xq["data"][:2] + squad["data"][:1]}
+    dev_path = tmp_path / "dev.json"
+    dev_path.write_text(json.dumps(dev))
+    n_xquad = sum(len(p["qas"]) for a in xq["data"][:2] for p in a["paragraphs"])
+    n_dev = len(read_squad_file(str(dev_path), "en")[0])
+    c = _mrc_config()
+    c.stages = ("baseline", "evaluate")
+    c.train.eval_every = 1
+    c.data.dev = [dict(path=str(dev_path), language="en", name="squad")]
+    c.data.eval = [dict(path=os.path.join(DEMO, f"xquad.{lang}.json"), language=lang,
+                        name="xquad") for lang in ("en", "es")]
+    wd = tmp_path / "wd"
+    _run(c, wd, caplog)
+    sel = json.load(open(wd / "baseline" / "selection.json"))
+    assert sel["rule"] == "english_dev"
+    assert sel["dev"] == [dict(name="squad", language="en", questions=n_dev - n_xquad,
+                               removed_overlap=n_xquad)]
+    res = json.load(open(wd / "evaluate" / "results.json"))
+    assert res["selection"] == sel and res["model"].startswith("baseline, best dev checkpoint")
+    assert f"{n_xquad} removed as overlapping" in (wd / "evaluate" / "results.md").read_text()
+    assert set(res["averages"]["xquad"]) == {"all"}             # the paper's six are not all here
+
+
+def test_compare_two_runs_with_intervals(tmp_path, caplog):
+    from xmrc_jax import compare
+    c = _mrc_config()
+    c.stages = ("baseline", "evaluate")
+    _run(c, tmp_path / "a", caplog)
+    c.train.max_steps = 4
+    _run(c, tmp_path / "b", caplog)
+    out = compare.compare(str(tmp_path / "a"), str(tmp_path / "b"), resamples=200)
+    r = out["results"]["mlqa"]["en"]
+    assert r["questions"] == 10 and r["f1"]["low"] <= r["f1"]["mean_diff"] <= r["f1"]["high"]
+    a = json.load(open(tmp_path / "a" / "evaluate" / "results.json"))["results"]["mlqa"]["en"]
+    b = json.load(open(tmp_path / "b" / "evaluate" / "results.json"))["results"]["mlqa"]["en"]
+    assert r["f1"]["mean_diff"] == pytest.approx(b["f1"] - a["f1"])
+    assert "| mlqa | en |" in compare.markdown(out)

@@ -296,3 +296,15 @@ def test_remat_same_gradients_and_less_activation_memory():
                                         "attention_probs_dropout_prob": 0.1}), remat=True)
     g = jax.grad(lambda p: span_qa.mrc_objective(drop)({"model": p}, batch, jax.random.PRNGKey(1))[0])(params)
     assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(g))
+
+
+def test_extra_parameter_groups_get_their_own_learning_rate():
+    params = {"model": {"w": jnp.ones(3)}, "hl": {"type_logits": jnp.zeros(3)}}
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    for rates, ratio in ((None, 1.0), ({"hl": 3e-3}, 100.0)):
+        tx, _ = st.make_optimizer(3e-5, 10, warmup_ratio=0.0, weight_decay=0.0,
+                                  max_grad_norm=0.0, learning_rates=rates)
+        _, opt = tx.update(grads, tx.init(params), params)      # step 0: warm-up starts at 0
+        updates, _ = tx.update(grads, opt, params)
+        got = float(jnp.abs(updates["hl"]["type_logits"][0]) / jnp.abs(updates["model"]["w"][0]))
+        assert got == pytest.approx(ratio, rel=1e-4)          # Adam's first step: lr * sign

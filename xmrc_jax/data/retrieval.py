@@ -227,13 +227,18 @@ class RetrievalSet:
     ids: dict                       # language -> question ids
 
 
+LEVELS = ("document", "passage", "sentence")
+
+
 def retrieval_sets(questions: list, languages, level: str = "passage",
-                   include_english: bool = True) -> RetrievalSet:
-    """The candidate pool (every distinct passage, or every sentence of them) and per-language
-    queries with their relevant candidates."""
-    if level not in ("passage", "sentence"):
-        raise ValueError(f"retrieval level {level!r}: expected 'passage' or 'sentence'")
-    passage_index, pool, sentence_base = {}, [], {}
+                   include_english: bool = True, sentence_context: bool = False) -> RetrievalSet:
+    """The candidate pool and per-language queries with their relevant candidates. ``level``:
+    ``document`` (an article: its paragraphs in order, joined by blank lines), ``passage`` (every
+    distinct paragraph) or ``sentence`` (every sentence of them; with ``sentence_context`` each
+    candidate is the sentence followed by its paragraph)."""
+    if level not in LEVELS:
+        raise ValueError(f"retrieval level {level!r}: expected one of {LEVELS}")
+    passage_index, pool, sentence_base, documents = {}, [], {}, {}
     for q in questions:
         key = (q.dataset, q.title, q.passage)
         if key in passage_index:
@@ -241,9 +246,15 @@ def retrieval_sets(questions: list, languages, level: str = "passage",
         passage_index[key] = len(passage_index)
         if level == "passage":
             pool.append(q.passage)
+        elif level == "document":
+            documents.setdefault((q.dataset, q.title), []).append(q.passage)
         else:
             sentence_base[key] = len(pool)
-            pool.extend(q.passage[s:e] for s, e in q.sentence_spans)
+            pool.extend(q.passage[s:e] + ("\n\n" + q.passage if sentence_context else "")
+                        for s, e in q.sentence_spans)
+    document_index = {k: i for i, k in enumerate(documents)}
+    if level == "document":
+        pool = ["\n\n".join(paragraphs) for paragraphs in documents.values()]
     langs = (["en"] if include_english else []) + [lang for lang in languages if lang != "en"]
     queries = {lang: [] for lang in langs}
     relevant = {lang: [] for lang in langs}
@@ -252,6 +263,8 @@ def retrieval_sets(questions: list, languages, level: str = "passage",
         key = (q.dataset, q.title, q.passage)
         if level == "passage":
             rel = np.array([passage_index[key]], np.int32)
+        elif level == "document":
+            rel = np.array([document_index[(q.dataset, q.title)]], np.int32)
         else:
             first, last = q.answer_sentences
             rel = np.arange(sentence_base[key] + first, sentence_base[key] + last + 1, dtype=np.int32)

@@ -3,19 +3,51 @@
 from __future__ import annotations
 
 
+# The xMRC paper's averages are over these six languages (its Tables 4 and 5).
+PAPER_LANGS = ("en", "es", "de", "ar", "hi", "vi")
+
+
+def averages(results: dict) -> dict:
+    """``{dataset: {"all": {f1, exact_match, languages}, "paper6": ...}}``: the mean over every
+    language, and over the paper's six (en es de ar hi vi) when all six were evaluated."""
+    out = {}
+    for ds, per_lang in results.items():
+        groups = {"all": list(per_lang)}
+        if set(PAPER_LANGS) <= set(per_lang):
+            groups["paper6"] = list(PAPER_LANGS)
+        out[ds] = {g: {"f1": sum(per_lang[lang]["f1"] for lang in langs) / len(langs),
+                       "exact_match": sum(per_lang[lang]["exact_match"] for lang in langs) / len(langs),
+                       "languages": langs} for g, langs in groups.items()}
+    return out
+
+
+def selection_line(selection: dict) -> str:
+    """How the scored checkpoint was chosen, in one line (``<stage>/selection.json``)."""
+    if not selection.get("dev"):
+        return selection.get("rule", "last") + " (no dev selection: the final checkpoint)"
+    files = ", ".join(f"{d['name']} {d['language']} ({d['questions']} questions, "
+                      f"{d['removed_overlap']} removed as overlapping the test sets)"
+                      for d in selection["dev"])
+    return f"{selection['rule']}: best dev F1 on {files}"
+
+
 def results_markdown(results: dict, ks) -> str:
-    """``results[dataset][lang] = {"f1", "exact_match", "em_at": {k: em}}`` -> markdown tables."""
+    """``results[dataset][lang] = {"f1", "exact_match", "em_at": {k: em}}`` -> markdown tables,
+    with the all-language average and the paper's 6-language one (when all six are there)."""
     lines = []
+    avg = averages(results)
     for ds, per_lang in results.items():
         langs = list(per_lang)
+        groups = avg[ds]
+        heads = ["avg (all)"] + (["avg (en es de ar hi vi)"] if "paper6" in groups else [])
         lines.append(f"### {ds}: F1 / EM")
-        lines.append("| | " + " | ".join(langs) + " | avg |")
-        lines.append("|---" * (len(langs) + 2) + "|")
-        f1 = [per_lang[lang]["f1"] for lang in langs]
-        em = [per_lang[lang]["exact_match"] for lang in langs]
-        cells = [f"{a:.2f} / {b:.2f}" for a, b in zip(f1, em)]
-        lines.append("| F1 / EM | " + " | ".join(cells) +
-                     f" | {sum(f1) / len(f1):.2f} / {sum(em) / len(em):.2f} |")
+        lines.append("| | " + " | ".join(langs) + " | " + " | ".join(heads) + " |")
+        lines.append("|---" * (len(langs) + 1 + len(heads)) + "|")
+        cells = [f"{per_lang[lang]['f1']:.2f} / {per_lang[lang]['exact_match']:.2f}"
+                 for lang in langs]
+        cells += [f"{groups[g]['f1']:.2f} / {groups[g]['exact_match']:.2f}"
+                  for g in ("all", "paper6") if g in groups]
+        lines.append("| F1 / EM | " + " | ".join(cells) + " |")
         lines.append("")
         lines.append(f"### {ds}: EM@k (an answer among the top k)")
         lines.append("| lang | " + " | ".join(f"top-{k}" for k in ks) + " |")

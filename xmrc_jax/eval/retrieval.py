@@ -11,7 +11,8 @@ import numpy as np
 from xmrc_jax import mesh as sh
 from xmrc_jax.data.retrieval import retrieval_sets
 from xmrc_jax.data.text import encode_texts
-from xmrc_jax.eval.retrieval_metrics import micro_average, retrieval_metrics, top_k_chunked
+from xmrc_jax.eval.retrieval_metrics import first_relevant_rank, micro_average, retrieval_metrics, \
+    top_k_chunked
 from xmrc_jax.tasks import retrieval_qa
 from xmrc_jax.utils import progress
 
@@ -46,16 +47,21 @@ def embed_texts(module, params, tokenizer, mesh, texts, kind: str, r, normalize:
     return out
 
 
-def score_model(module, params, tokenizer, mesh, questions, levels, r, normalize: bool) -> dict:
+def score_model(module, params, tokenizer, mesh, questions, levels, r, normalize: bool,
+                ranks_out: dict = None) -> dict:
     """``{level: {lang: metrics, "avg": micro average over non-English languages}}`` with
-    ``r = config.retrieval`` (languages, cut-offs, similarity, chunking)."""
+    ``r = config.retrieval`` (languages, cut-offs, similarity, chunking). ``ranks_out``, when
+    given, receives ``[level][lang]`` = each query's 1-based rank of its first relevant
+    candidate (0: not in the top k), for paired tests between models."""
     k = max(max(r.recall_at), r.mrr_at)
     out, query_emb = {}, {}
     embed = lambda texts, kind: embed_texts(module, params, tokenizer, mesh, texts, kind, r,  # noqa: E731
                                             normalize)
     for level in levels:
-        rs = retrieval_sets(questions, tuple(r.languages), level, r.include_english)
-        pool = embed(rs.pool, "passage" if level == "passage" else "sentence")
+        rs = retrieval_sets(questions, tuple(r.languages), level, r.include_english,
+                            bool(r.sentence_context))
+        pool = embed(rs.pool, "sentence" if level == "sentence" and not r.sentence_context
+                     else "passage")
         per_lang = {}
         for lang, texts in rs.queries.items():
             if lang not in query_emb:      # the same queries at every level: embed them once
@@ -66,8 +72,12 @@ def score_model(module, params, tokenizer, mesh, questions, levels, r, normalize
                 _, idx = top_k_chunked(q[b:b + r.query_block], pool, k=k, chunk=r.chunk_size,
                                        similarity=r.similarity)
                 ranked.append(np.asarray(idx))
-            per_lang[lang] = retrieval_metrics(np.concatenate(ranked), rs.relevant[lang],
-                                               tuple(r.recall_at), r.mrr_at)
+            ranked = np.concatenate(ranked)
+            per_lang[lang] = retrieval_metrics(ranked, rs.relevant[lang], tuple(r.recall_at),
+                                               r.mrr_at)
+            if ranks_out is not None:
+                ranks_out.setdefault(level, {})[lang] = dict(zip(
+                    rs.ids[lang], first_relevant_rank(ranked, rs.relevant[lang]).tolist()))
         non_en = {lang: m for lang, m in per_lang.items() if lang != "en"}
         per_lang["avg"] = micro_average(non_en or per_lang)
         out[level] = per_lang

@@ -37,7 +37,8 @@ TRAIN = ("train.batch_size", "train.grad_accum_steps", "train.learning_rate",
          "train.eval_every")
 WINDOWS = ("data.max_seq_length", "data.doc_stride", "data.max_query_length")
 TRAIN_DATA = ("data.train", "data.skip_bad_records", "data.limit_per_file") + WINDOWS
-SPAN_DEV = ("data.dev", "eval.n_best", "max_answer_length")
+SPAN_DEV = ("data.dev", "eval.selection", "eval.n_best", "max_answer_length", "eval.track_every",
+            "eval.track_questions")
 RETRIEVAL_DATA = ("data.parallel", "data.skip_bad_records", "retrieval.languages",
                   "retrieval.include_english", "retrieval.split_fractions", "retrieval.split_seed",
                   "retrieval.max_query_length", "retrieval.max_passage_length",
@@ -76,7 +77,8 @@ REGISTRY = {s.name: s for s in (
           + RETRIEVAL_DATA),
     Stage("retrieval", "xmrc_jax.stages.mccrolin:retrieval", "retrieval_qa",
           model_from=("mccrolin",), results=True,
-          config=RETRIEVAL_DATA + ("retrieval.levels",)),
+          config=RETRIEVAL_DATA + ("retrieval.levels", "retrieval.sentence_context",
+                                   "data.parallel_test")),
 )}
 
 # Tuple-of-names config values: a shell override such as --config.stages=(baseline,evaluate)
@@ -103,6 +105,10 @@ def normalize(config):
         if node is not None and leaf in node:
             with node.ignore_type():
                 node[leaf] = names(node[leaf])
+    for task in ("span_qa", "retrieval_qa"):
+        module = importlib.import_module(f"xmrc_jax.tasks.{task}")
+        if hasattr(module, "resolve"):
+            module.resolve(c)
     return c
 
 
@@ -212,8 +218,11 @@ def run_stages(config, workdir: str, runtime=None) -> dict:
     validate(config)
     wd = artifacts.Workdir(workdir)
     steps = plan(config, wd)
+    resolved = json.loads(config.to_json_best_effort())
+    log.info("config%s (also in %s):\n%s", f" (preset {config.preset})" if config.preset else "",
+             wd.resolved_config(), json.dumps(resolved, indent=1, sort_keys=True))
     if distributed.is_main_process():
-        artifacts.write_json(wd.resolved_config(), json.loads(config.to_json_best_effort()))
+        artifacts.write_json(wd.resolved_config(), resolved)
     runtime = runtime or rt.build(config, config.data.cache_dir or wd.cache())
     for task in dict.fromkeys(s.stage.task for s in steps):
         importlib.import_module(f"xmrc_jax.tasks.{task}").check_model(config, runtime.arch)

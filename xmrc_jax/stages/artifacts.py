@@ -162,6 +162,13 @@ class Workdir:
     def best(self, name: str) -> str:
         return os.path.join(self.root, name, "best")
 
+    def selection(self, name: str) -> str:
+        return os.path.join(self.root, name, "selection.json")
+
+    def tracked(self, name: str) -> str:
+        """Top predictions of the tracked questions across training steps (Figure 3)."""
+        return os.path.join(self.root, name, "tracked.json")
+
     def candidates(self) -> str:
         return os.path.join(self.root, "mine", "candidates.npz")
 
@@ -173,6 +180,10 @@ class Workdir:
 
     def predictions(self, name: str, dataset: str, lang: str, kind: str = "predictions") -> str:
         return os.path.join(self.root, name, f"{kind}_{dataset}_{lang}.json")
+
+    def ranks(self, name: str) -> str:
+        """Per-query ranks of the first relevant candidate, per model / level / language."""
+        return os.path.join(self.root, name, "ranks.json")
 
     def round_name(self, r: int) -> str:
         return os.path.join("mccrolin", f"round_{r}")
@@ -303,5 +314,11 @@ class Workdir:
         return rec["fingerprint"] if rec and rec.get("status") == "done" else None
 
     def clear(self, name: str):
+        """Removes a stage's folder; a folder linked in from another workdir (shared runs) is
+        unlinked, never deleted."""
         if distributed.is_main_process():
-            shutil.rmtree(self.stage_dir(name), ignore_errors=True)
+            path = self.stage_dir(name)
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                shutil.rmtree(path, ignore_errors=True)

@@ -12,7 +12,8 @@ log = logging.getLogger("xmrc_jax")
 
 
 def train_and_export(ctx, name: str, module, objective, arrays, epochs, init_params,
-                     extra_params=None, consts=(), score=None, what="dev"):
+                     extra_params=None, consts=(), score=None, what="dev", learning_rates=None,
+                     hooks=()):
     """Trains ``module`` (``config.train``) and exports it to ``<name>/hf``; with ``score``
     (``params -> float``) and ``train.eval_every > 0`` the best dev model goes to
     ``<name>/best``. Returns the final parameters."""
@@ -24,7 +25,8 @@ def train_and_export(ctx, name: str, module, objective, arrays, epochs, init_par
     job = TrainJob(name, module, rt.mesh, arrays, objective, epochs,
                    checkpoint_dir=wd.checkpoints(name), log_dir=wd.stage_dir(name),
                    init_params=init_params, extra_params=extra_params, consts=consts,
-                   evaluator=evaluator, precision=rt.precision, seed=ctx.config.seed)
+                   evaluator=evaluator, precision=rt.precision, seed=ctx.config.seed,
+                   learning_rates=learning_rates or {}, hooks=tuple(hooks))
     params = run_training(ctx.config.train, job)
     wd.save_model(wd.export(name), module, params["model"], rt.tokenizer)
     return params

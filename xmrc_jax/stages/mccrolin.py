@@ -15,6 +15,7 @@ import logging
 import os
 
 import jax
+import numpy as np
 
 from xmrc_jax.data import DataError, load_specs
 from xmrc_jax.data.retrieval import join_parallel, split_by_article, training_tuples
@@ -27,30 +28,39 @@ from xmrc_jax.tasks import retrieval_qa
 log = logging.getLogger("xmrc_jax")
 
 
+def _parallel_questions(c, key: str) -> list:
+    """The parallel questions of ``config.data.<key>`` joined on question id."""
+    by_dataset = {}
+    for fs, examples, rep in load_specs(c.data[key], c.data.skip_bad_records, f"config.data.{key}"):
+        log.info("%s", rep)
+        # Several files of one dataset and language (e.g. dev + test) are concatenated;
+        # join_parallel rejects a question id that then occurs twice.
+        by_dataset.setdefault(fs.name, {}).setdefault(fs.language, []).extend(examples)
+    questions = []
+    for name, langs in by_dataset.items():
+        if "en" not in langs:
+            raise DataError(f"config.data.{key}: {name} has no English file; McCrolin needs the "
+                            "English passages and questions (language 'en')")
+        qs, rep = join_parallel(name, langs.pop("en"), langs)
+        log.info("%s", rep)
+        questions.extend(qs)
+    return questions
+
+
 def parallel_splits(ctx) -> dict:
-    """``{"train" | "dev" | "test": [ParallelQuestion]}`` from ``config.data.parallel``."""
+    """``{"train" | "dev" | "test": [ParallelQuestion]}``: ``config.data.parallel`` split by
+    article; with ``config.data.parallel_test`` (out of domain) the test split is all of those
+    instead and the in-domain test articles are not used."""
     def build():
         c = ctx.config
-        by_dataset = {}
-        for fs, examples, rep in load_specs(c.data.parallel, c.data.skip_bad_records,
-                                            "config.data.parallel"):
-            log.info("%s", rep)
-            # Several files of one dataset and language (e.g. dev + test) are concatenated;
-            # join_parallel rejects a question id that then occurs twice.
-            by_dataset.setdefault(fs.name, {}).setdefault(fs.language, []).extend(examples)
-        questions = []
-        for name, langs in by_dataset.items():
-            if "en" not in langs:
-                raise DataError(f"config.data.parallel: {name} has no English file; McCrolin "
-                                "needs the English passages and questions (language 'en')")
-            qs, rep = join_parallel(name, langs.pop("en"), langs)
-            log.info("%s", rep)
-            questions.extend(qs)
-        splits = split_by_article(questions, tuple(c.retrieval.split_fractions),
-                                  c.retrieval.split_seed)
-        log.info("article split: %s questions (%s articles)",
+        splits = split_by_article(_parallel_questions(c, "parallel"),
+                                  tuple(c.retrieval.split_fractions), c.retrieval.split_seed)
+        if c.data.parallel_test:
+            splits["test"] = _parallel_questions(c, "parallel_test")
+        log.info("article split: %s questions (%s articles)%s",
                  {k: len(v) for k, v in splits.items()},
-                 {k: len({(q.dataset, q.title) for q in v}) for k, v in splits.items()})
+                 {k: len({(q.dataset, q.title) for q in v}) for k, v in splits.items()},
+                 "; test: config.data.parallel_test" if c.data.parallel_test else "")
         return splits
     return ctx.cached("parallel_splits", build)
 
@@ -64,15 +74,19 @@ def _tuple_arrays(ctx, questions) -> dict:
     settings = {f: (retrieval_qa.max_length(r, kind), retrieval_qa.prefix(r, kind))
                 for f, kind in retrieval_qa.FIELDS.items()}
     arrays = encode_columns(ctx.runtime.tokenizer, cols, settings, "training")
+    for key, column in (("q_group", cols["id"]), ("d_group", cols["d"])):
+        ids = {v: i for i, v in enumerate(dict.fromkeys(column))}
+        arrays[key] = np.array([ids[v] for v in column], np.int32)
     log.info("McCrolin training tuples: %d (%s)", len(cols["q_en"]),
              {lang: cols["language"].count(lang) for lang in dict.fromkeys(cols["language"])})
     return arrays
 
 
-def _score(ctx, module, params, questions, levels):
+def _score(ctx, module, params, questions, levels, ranks_out=None):
     r = ctx.config.retrieval
     return retrieval_eval.score_model(module, params, ctx.runtime.tokenizer, ctx.runtime.mesh,
-                                      questions, levels, r, bool(ctx.config.mccrolin.normalize))
+                                      questions, levels, r, bool(ctx.config.mccrolin.normalize),
+                                      ranks_out)
 
 
 def _round_dev(ctx, r: int, folder: str):
@@ -133,10 +147,14 @@ def mccrolin(ctx):
         name = wd.round_name(r)
         if wd.exported(name) is None:
             # teacher <- student: round r's teacher and its student's start are round r-1's model
-            _, teacher = rt.load(previous, retrieval_qa.HEAD)
-            log.info("mccrolin round %d/%d: teacher and student start from %s", r,
-                     c.mccrolin.rounds, previous)
-            train_and_export(ctx, name, module, objective, arrays, c.train.epochs, teacher,
+            # (mccrolin.teacher_update=false, the paper's ablation: the teacher stays round 0)
+            _, student = rt.load(previous, retrieval_qa.HEAD)
+            teacher_dir = previous if c.mccrolin.teacher_update else wd.export(wd.round_name(0))
+            teacher = student if teacher_dir == previous else rt.load(teacher_dir,
+                                                                      retrieval_qa.HEAD)[1]
+            log.info("mccrolin round %d/%d: student starts from %s, teacher is %s", r,
+                     c.mccrolin.rounds, previous, teacher_dir)
+            train_and_export(ctx, name, module, objective, arrays, c.train.epochs, student,
                              consts=(teacher,), score=score, what=c.retrieval.select_metric)
         previous, _ = wd.trained_model(name, c.eval.use_best)
         scores[r] = _round_dev(ctx, r, previous)
@@ -159,11 +177,13 @@ def retrieval(ctx):
     test = parallel_splits(ctx)["test"]
     if not test:
         raise DataError("retrieval: the test split is empty (config.retrieval.split_fractions)")
-    results = {}
+    results, ranks = {}, {}
     for label, folder in models.items():
         module, params = (ctx.runtime.initial(retrieval_qa.HEAD) if folder is None else
                           ctx.runtime.load(folder, retrieval_qa.HEAD))
-        results[label] = _score(ctx, module, params, test, c.retrieval.levels)
+        results[label] = _score(ctx, module, params, test, c.retrieval.levels,
+                                ranks.setdefault(label, {}))
+    wd.write_json(wd.ranks("retrieval"), ranks, indent=None)
     named = {k: os.path.relpath(v, wd.root) if v else c.model.name for k, v in models.items()}
     table = ("Models: " + "; ".join(f"{k} = {v}" for k, v in named.items()) + "\n\n"
              + report.retrieval_markdown(results))

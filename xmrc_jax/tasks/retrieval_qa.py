@@ -17,8 +17,11 @@ from xmrc_jax.losses import mccrolin_loss
 
 HEAD = "embed"
 FIELDS = {"q_en": "query", "q_ne": "query", "d": "passage", "pr": "sentence"}
-BATCH_KEYS = tuple(f"{f}_{part}" for f in FIELDS for part in ("ids", "mask"))
-LEVELS = ("passage", "sentence")
+# plus the ids of each tuple's English question and passage, so that L_rank can leave in-batch
+# false negatives (the same question in another language, a question of the same passage) out
+GROUP_KEYS = ("q_group", "d_group")
+BATCH_KEYS = tuple(f"{f}_{part}" for f in FIELDS for part in ("ids", "mask")) + GROUP_KEYS
+LEVELS = ("document", "passage", "sentence")
 SIMILARITIES = ("cosine", "dot")
 
 
@@ -49,7 +52,8 @@ def embed(module, params, ids, mask, normalize: bool, rng=None):
 embed_jit = jax.jit(embed, static_argnames=("module", "normalize"))
 
 
-def mccrolin_objective(module, gammas, betas, lambdas, omegas, tau: float, normalize: bool):
+def mccrolin_objective(module, gammas, betas, lambdas, omegas, tau: float, normalize: bool,
+                       mask_false_negatives: bool = True):
     """McCrolin (Eq. 1) over a batch of tuples ``{q_en, q_ne, d, pr}_{ids,mask}``.
 
     The teacher is the extra step argument: a frozen tree, embedded without dropout and under
@@ -62,7 +66,9 @@ def mccrolin_objective(module, gammas, betas, lambdas, omegas, tau: float, norma
              for k in ("q_en", "d", "pr")}
         s = {k: embed(module, params["model"], batch[f"{k}_ids"], batch[f"{k}_mask"], normalize,
                       jax.random.fold_in(rng, i)) for i, k in enumerate(FIELDS)}
-        return mccrolin_loss(t, s, gammas, betas, lambdas, omegas, tau)
+        groups = ((batch.get("q_group"), batch.get("d_group")) if mask_false_negatives
+                  else (None, None))
+        return mccrolin_loss(t, s, gammas, betas, lambdas, omegas, tau, None, *groups)
     return objective
 
 
@@ -71,7 +77,8 @@ def objective(name: str, module, config):
         raise ValueError(f"retrieval_qa: unknown objective {name!r}; known: ('mccrolin',)")
     m = config.mccrolin
     return mccrolin_objective(module, tuple(m.gammas), tuple(m.betas), tuple(m.lambdas),
-                              tuple(m.omegas), m.tau, bool(m.normalize))
+                              tuple(m.omegas), m.tau, bool(m.normalize),
+                              bool(m.mask_false_negatives))
 
 
 def metric_names(retrieval_cfg) -> list:

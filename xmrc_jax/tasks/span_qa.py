@@ -16,11 +16,20 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from xmrc_jax.data import expand
 from xmrc_jax.losses import DEFAULT_TYPE_LOGITS, HL_VARIANTS, aacl_loss, hard_learning_loss, \
     mrc_loss
+from xmrc_jax.losses.mrc import LEARNED_VARIANTS
 from xmrc_jax.ops import top_k_spans
 
 HEAD = "span"
+SELECTIONS = ("english_dev", "target_dev", "last")
+# hl.variant "mrc" puts L_mrc where L_hard would be: the paper's "- HL" ablation (L_mrc + AA-CL).
+VARIANTS = HL_VARIANTS + ("mrc",)
+# The paper's ablations (Table 6) by name: hl.ablation sets hl.variant / hl.alpha.
+ABLATIONS = {"full": {}, "no_hl": {"variant": "mrc"}, "no_aacl": {"alpha": 0.0},
+             "mml": {"variant": "mml"}}
+INITS = ("baseline", "pretrained")
 PREDICT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "context_mask")
 TRAIN_KEYS = PREDICT_KEYS + ("question_mask", "start_positions", "end_positions",
                              "answer_in_window")
@@ -57,8 +66,14 @@ def hl_aacl_objective(module, variant: str, alpha: float, tau: float, num_contra
         out = _forward(module, params, batch, rng)
         valid = batch["attention_mask"].astype(bool)
         aux, loss = {}, 0.0
-        if alpha < 1.0:
-            weights = params["hl"]["type_logits"] if variant == "weighted_learned" else type_weights
+        if alpha < 1.0 and variant == "mrc":
+            hard = jnp.mean(mrc_loss(out.start_logits, out.end_logits, valid,
+                                     batch["start_positions"], batch["end_positions"]))
+            aux["loss_mrc"] = hard
+            loss = loss + (1.0 - alpha) * hard
+        elif alpha < 1.0:
+            learned = variant in LEARNED_VARIANTS
+            weights = params["hl"]["type_logits"] if learned else type_weights
             per = hard_learning_loss(out.start_logits, out.end_logits, valid, batch["cand_starts"],
                                      batch["cand_ends"], batch["cand_valid"],
                                      batch["start_positions"], batch["end_positions"], variant,
@@ -66,7 +81,7 @@ def hl_aacl_objective(module, variant: str, alpha: float, tau: float, num_contra
             hard = jnp.mean(per)
             aux["loss_hard"] = hard
             loss = loss + (1.0 - alpha) * hard
-            if variant == "weighted_learned":
+            if learned:
                 w = jax.nn.softmax(params["hl"]["type_logits"])
                 aux.update(hl_w_gold=w[0], hl_w_one=w[1], hl_w_none=w[2])
         if alpha > 0.0:
@@ -96,9 +111,17 @@ def objective(name: str, module, config):
 
 def extra_params(name: str, config):
     """Trainable parameters an objective adds beside the model (HL's learned type weights)."""
-    if name == "hl_aacl" and config.hl.variant == "weighted_learned":
+    if name == "hl_aacl" and config.hl.variant in LEARNED_VARIANTS:
         return {"hl": {"type_logits": jnp.asarray(DEFAULT_TYPE_LOGITS, jnp.float32)}}
     return None
+
+
+def learning_rates(name: str, config) -> dict:
+    """Peak learning rates of the extra parameters (``{"hl": hl.weights_lr}``; 0 = the
+    model's ``train.learning_rate``)."""
+    if name == "hl_aacl" and config.hl.variant in LEARNED_VARIANTS and config.hl.weights_lr > 0:
+        return {"hl": float(config.hl.weights_lr)}
+    return {}
 
 
 def learned_type_weights(params) -> dict | None:
@@ -117,11 +140,21 @@ def predict_top_k(module, params, batch, k: int, max_answer_len: int):
     return top_k_spans(out.start_logits, out.end_logits, batch["context_mask"], k, max_answer_len)
 
 
+def resolve(config):
+    """Applies ``hl.ablation`` (run once on the normalised config, before validation)."""
+    if config.hl.ablation not in ABLATIONS:
+        raise ValueError(f"config.hl.ablation: {config.hl.ablation!r} is not one of "
+                         f"{list(ABLATIONS)}")
+    config.hl.update(ABLATIONS[config.hl.ablation])
+
+
 def validate(config):
     """Checks the span-QA settings (``hl``, ``max_answer_length``, ``eval``, data lengths)."""
     hl = config.hl
-    if hl.variant not in HL_VARIANTS:
-        raise ValueError(f"config.hl.variant: {hl.variant!r} is not one of {list(HL_VARIANTS)}")
+    if hl.variant not in VARIANTS:
+        raise ValueError(f"config.hl.variant: {hl.variant!r} is not one of {list(VARIANTS)}")
+    if hl.init not in INITS:
+        raise ValueError(f"config.hl.init: {hl.init!r} is not one of {list(INITS)}")
     if not 0.0 <= hl.alpha <= 1.0:
         raise ValueError(f"config.hl.alpha: {hl.alpha} is not in [0, 1]")
     if len(tuple(hl.type_weights)) != 3:
@@ -137,6 +170,16 @@ def validate(config):
     ks = tuple(config.eval.em_at_k)
     if not ks or any(int(k) < 1 for k in ks):
         raise ValueError(f"config.eval.em_at_k: {ks} must be positive integers")
+    if config.eval.selection not in SELECTIONS:
+        raise ValueError(f"config.eval.selection: {config.eval.selection!r} is not one of "
+                         f"{list(SELECTIONS)}")
+    if config.eval.selection == "english_dev":
+        langs = {fs.language for i, spec in enumerate(config.data.dev)
+                 for fs in expand(spec, f"config.data.dev[{i}]")}
+        if langs - {"en"}:
+            raise ValueError(f"config.eval.selection is english_dev but config.data.dev holds "
+                             f"{sorted(langs - {'en'})}: zero-shot selection uses English only "
+                             "(set eval.selection=target_dev for translate-train)")
     d = config.data
     if d.doc_stride >= d.max_seq_length or d.max_query_length >= d.max_seq_length:
         raise ValueError(f"config.data: doc_stride {d.doc_stride} and max_query_length "

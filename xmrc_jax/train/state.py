@@ -61,15 +61,30 @@ def decay_mask(params):
 
 
 def make_optimizer(learning_rate: float, total_steps: int, warmup_ratio: float = 0.1,
-                   weight_decay: float = 0.01, max_grad_norm: float = 1.0):
+                   weight_decay: float = 0.01, max_grad_norm: float = 1.0,
+                   learning_rates: Optional[dict] = None):
+    """AdamW with linear warm-up and decay, global-norm clipping. ``learning_rates`` gives
+    top-level parameter groups other than ``model`` their own peak rate (same schedule shape,
+    no weight decay), e.g. ``{"hl": 1e-2}`` for HL's learned type weights."""
     warmup = max(1, int(round(total_steps * warmup_ratio)))
-    schedule = optax.join_schedules([
-        optax.linear_schedule(0.0, learning_rate, warmup),
-        optax.linear_schedule(learning_rate, 0.0, max(1, total_steps - warmup)),
-    ], [warmup])
+
+    def schedule_for(peak):
+        return optax.join_schedules([
+            optax.linear_schedule(0.0, peak, warmup),
+            optax.linear_schedule(peak, 0.0, max(1, total_steps - warmup)),
+        ], [warmup])
+    schedule = schedule_for(learning_rate)
     parts = [optax.clip_by_global_norm(max_grad_norm)] if max_grad_norm > 0 else []
-    parts.append(optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay,
-                             mask=decay_mask))
+    adamw = optax.adamw(schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=weight_decay,
+                        mask=decay_mask)
+    if learning_rates:
+        groups = {"default": adamw, **{k: optax.adam(schedule_for(v), b1=0.9, b2=0.999, eps=1e-8)
+                                       for k, v in learning_rates.items()}}
+        labels = lambda params: {k: jax.tree_util.tree_map(  # noqa: E731
+            lambda _, k=k: k if k in learning_rates else "default", v) for k, v in params.items()}
+        parts.append(optax.multi_transform(groups, labels))
+    else:
+        parts.append(adamw)
     return optax.chain(*parts), schedule
 
 

@@ -66,6 +66,8 @@ class TrainJob:
     evaluator: Optional[Any] = None     # eval.evaluator.Evaluator: score(state), save_best(...)
     precision: str = "fp32"
     seed: int = 0
+    learning_rates: dict = dataclasses.field(default_factory=dict)   # extra params' own rates
+    hooks: tuple = ()                   # further loop hooks (train.loop.Hook), run after the rest
 
 
 def total_steps(train_cfg, batches_per_epoch: int, epochs: float) -> int:
@@ -87,7 +89,8 @@ def run_training(train_cfg, job: TrainJob):
         log.info("%s: %d rows per epoch left out of the last incomplete batch (reshuffled "
                  "every epoch)", job.name, iterator.dropped_per_epoch)
     tx, _ = st.make_optimizer(train_cfg.learning_rate, total, train_cfg.warmup_ratio,
-                              train_cfg.weight_decay, train_cfg.max_grad_norm)
+                              train_cfg.weight_decay, train_cfg.max_grad_norm,
+                              job.learning_rates)
     example = {k: v[:global_batch] for k, v in job.arrays.items()}
     state, _, step_fn = build_step(job.module, tx, job.mesh, job.objective, example,
                                    rng=jax.random.PRNGKey(job.seed), init_params=job.init_params,
@@ -97,6 +100,7 @@ def run_training(train_cfg, job: TrainJob):
     hooks = [loop.NanGuard(), loop.LogMetrics(train_cfg.log_every, writer, global_batch)]
     if job.evaluator is not None and train_cfg.eval_every > 0:
         hooks.append(loop.DevEvaluation(job.evaluator, train_cfg.eval_every, writer))
+    hooks += list(job.hooks)
     log.info("%s: %d steps of global batch %d (%g epochs' worth)", job.name, total, global_batch,
              job.epochs)
     cfg = loop.LoopConfig(job.name, job.checkpoint_dir, total, train_cfg.checkpoint_every,

@@ -1,0 +1,67 @@
+"""Paired bootstrap and McNemar's test against independent references (scipy where installed,
+brute-force loops otherwise)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from xmrc_jax.eval.significance import mcnemar, paired_bootstrap
+
+
+def test_paired_bootstrap_matches_a_loop_reference():
+    rng = np.random.default_rng(0)
+    a = rng.random(50) * 100
+    b = a + rng.normal(2.0, 5.0, size=50)
+    got = paired_bootstrap(a, b, n_resamples=2000, seed=7)
+    # loop reference with the same draws
+    draws = np.random.default_rng(7)
+    means = []
+    for start in range(0, 2000, 1000):
+        idx = draws.integers(0, 50, size=(1000, 50))
+        means += [float(np.mean([b[i] - a[i] for i in row])) for row in idx]
+    low, high = np.quantile(means, [0.025, 0.975])
+    assert got["mean_diff"] == pytest.approx(float(np.mean(b - a)))
+    assert (got["low"], got["high"]) == pytest.approx((low, high))
+    assert got["low"] < got["mean_diff"] < got["high"]
+    same = paired_bootstrap(a, a)
+    assert same["mean_diff"] == same["low"] == same["high"] == 0.0
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_bootstrap(a, b[:10])
+
+
+def test_bootstrap_interval_covers_at_the_nominal_rate():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for trial in range(200):
+        d = rng.normal(1.0, 3.0, size=80)
+        r = paired_bootstrap(np.zeros(80), d, n_resamples=400, seed=trial)
+        hits += r["low"] <= 1.0 <= r["high"]
+    assert 0.88 <= hits / 200 <= 0.99                     # nominal 0.95
+
+
+def _binom_two_sided(k, n):
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+@pytest.mark.parametrize("b01,b10", [(0, 0), (3, 9), (10, 2), (30, 12), (100, 70)])
+def test_mcnemar_against_references(b01, b10):
+    both = 40
+    a = np.array([0] * b01 + [1] * b10 + [1] * both + [0] * 7, bool)
+    b = np.array([1] * b01 + [0] * b10 + [1] * both + [0] * 7, bool)
+    got = mcnemar(a, b)
+    assert (got["b01"], got["b10"]) == (b01, b10)
+    n = b01 + b10
+    if n == 0:
+        assert got["p_value"] == 1.0
+        return
+    exact = mcnemar(a, b, exact=True)["p_value"]
+    chi = mcnemar(a, b, exact=False)
+    try:
+        from scipy import stats
+        assert exact == pytest.approx(stats.binomtest(min(b01, b10), n, 0.5).pvalue)
+        stat = (abs(b01 - b10) - 1) ** 2 / n
+        assert chi["p_value"] == pytest.approx(stats.chi2.sf(stat, 1))
+    except ImportError:
+        assert exact == pytest.approx(_binom_two_sided(min(b01, b10), n))
+    assert got["exact"] == (n < 25)
