@@ -130,6 +130,66 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
                    mesh, [loop.NanGuard()])
 
 
+def test_nan_gradient_with_a_finite_loss_is_caught_before_saving(tmp_path):
+    """The loss stays finite but its gradient is NaN from step 3 on: the exploded parameters
+    are never saved and the newest checkpoint restores to finite parameters."""
+    mesh = sh.make_mesh({"data": -1})
+    module = build_model(CFG)
+
+    def objective(params, batch, rng):
+        loss = span_qa.mrc_objective(module)(params, batch, rng)[0]
+        w = params["model"]["qa_outputs"]["bias"][0]
+        flag = 1.0 - batch["answer_in_window"][0].astype(jnp.float32)   # unused by L_mrc
+        # value 0 or 1; gradient 0 * 1/(2 sqrt(1)) = 0, or 0 * inf = NaN when flagged
+        return loss + jnp.sqrt(jnp.abs(w - jax.lax.stop_gradient(w)) + 1.0 - flag), {}
+    state, fn = _build(mesh, module=module, obj=objective)
+    arrays = _batch(n=64)
+    arrays["answer_in_window"][16:] = False           # batches from step 3 on
+    it = TrainIterator(arrays, 8, seed=0)
+    it._permutation = lambda: np.arange(64)
+    with pytest.raises(FloatingPointError, match="parameters are not finite at step 3.*"
+                                                 "last good checkpoint is step 2"):
+        loop.train(loop.LoopConfig("t", str(tmp_path), 8, checkpoint_every=1), state, fn, it,
+                   mesh, [loop.NanGuard()])
+    fresh, _ = _build(mesh, module=module, obj=objective)
+    mngr = loop.checkpoint_manager(str(tmp_path), 2)
+    restored, meta, mngr = loop.restore_latest(mngr, fresh, str(tmp_path))
+    mngr.close()
+    assert meta["step"] == 2
+    assert all(np.isfinite(np.asarray(x)).all()
+               for x in jax.tree_util.tree_leaves(jax.device_get(restored.params)))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, damage, caplog):
+    import glob
+    import logging
+    mesh = sh.make_mesh({"data": -1})
+    arrays = _batch(n=64)
+
+    def run(folder, total):
+        state, fn = _build(mesh)
+        return loop.train(loop.LoopConfig("t", str(folder), total, checkpoint_every=2), state,
+                          fn, TrainIterator(arrays, 8, seed=0), mesh, [loop.NanGuard()])
+    ref = jax.device_get(run(tmp_path / "ref", 8).params)
+    run(tmp_path / "run", 6)                        # checkpoints at steps 4 and 6 are kept
+    files = sorted(f for f in glob.glob(str(tmp_path / "run" / "6" / "**" / "*"), recursive=True)
+                   if os.path.isfile(f) and os.path.getsize(f) > 100 and "state" in f)
+    victim = files[0]
+    if damage == "truncate":
+        with open(victim, "r+b") as f:
+            f.truncate(os.path.getsize(victim) // 2)
+    else:
+        os.remove(victim)
+    with caplog.at_level(logging.WARNING, logger="xmrc_jax"):
+        got = jax.device_get(run(tmp_path / "run", 8).params)
+    assert "checkpoint step 6" in caplog.text and "does not restore" in caplog.text
+    assert "resumed from checkpoint step 4" in caplog.text
+    assert (tmp_path / "run" / "corrupt_6").is_dir()                 # moved aside, not deleted
+    for a, b in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(got)):
+        np.testing.assert_array_equal(a, b)
+
+
 def _demo_cmd(workdir, *extra):
     return [sys.executable, "-m", "xmrc_jax.main", "--config=configs/demo.py", f"--workdir={workdir}",
             "--config.stages=('baseline',)", "--config.model.arch.hidden_size=16",
@@ -162,6 +222,9 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path, sig):
     if sig == signal.SIGTERM:
         assert p.returncode == 0 and "SIGTERM at step" in rest
     assert not (run / "baseline" / "hf").exists()
+    # the curve up to the last checkpoint survives the kill (flushed at every checkpoint)
+    steps = [json.loads(line)["step"] for line in open(run / "baseline" / "metrics.jsonl")]
+    assert len(steps) >= 4 and steps == sorted(steps)
     subprocess.run(_demo_cmd(run), cwd=ROOT, env=env, check=True, capture_output=True)
     a, b = _final_params(ref), _final_params(run)
     assert sorted(a) == sorted(b)
@@ -308,3 +371,29 @@ def test_extra_parameter_groups_get_their_own_learning_rate():
         updates, _ = tx.update(grads, opt, params)
         got = float(jnp.abs(updates["hl"]["type_logits"][0]) / jnp.abs(updates["model"]["w"][0]))
         assert got == pytest.approx(ratio, rel=1e-4)          # Adam's first step: lr * sign
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config.stages=(baseline,nope)"], "unknown stage 'nope'"),
+    (["--config.stages=(hl_aacl,)"], "stage hl_aacl needs 'baseline'"),
+    (["--config.hl.variant=mmll"], "config.hl.variant: 'mmll' is not one of"),
+    (["--config.mesh.fsdp=3"], "does not fit"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
+    cmd = [sys.executable, "-m", "xmrc_jax.main", "--config=configs/demo.py",
+           f"--workdir={tmp_path / 'wd'}", *args]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert last.startswith("xmrc_jax: ") and message in last, last
+    verbose = subprocess.run(cmd + ["--verbose"], cwd=ROOT, capture_output=True, text=True)
+    assert "Traceback" in verbose.stderr
+
+
+def test_unwritable_workdir_is_named_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = subprocess.run([sys.executable, "-m", "xmrc_jax.main", "--config=configs/demo.py",
+                          f"--workdir={blocker / 'wd'}"], cwd=ROOT, capture_output=True, text=True)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode != 0 and f"--workdir {blocker / 'wd'}: cannot be created" in last

@@ -7,15 +7,31 @@ in order. Each stage is resumable and skipped when its output already exists in 
 
 import logging
 import os
+import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+
+def _config_root_on_path(argv):
+    """Config files import their helpers as the package ``configs`` of the repository they sit
+    in (``from configs.common import ...``); put that repository first on ``sys.path`` so that
+    ``--config=/path/to/repo/configs/demo.py`` works from any folder."""
+    for i, arg in enumerate(argv):
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
+            argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None)
+        if path:
+            root = os.path.dirname(os.path.dirname(os.path.abspath(path.split(":", 1)[0])))
+            if root not in sys.path:
+                sys.path.insert(0, root)
+
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:arg]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, caches, predictions and reports.")
+flags.DEFINE_bool("verbose", False, "Show the traceback of user errors too (or set XMRC_VERBOSE=1).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -31,15 +47,27 @@ def main(argv):
     if FLAGS.config.model.kernels != "cpu" and jax.default_backend() != "cpu":
         # the hardware PRNG for dropout masks on GPU / TPU (t5x, MaxText do the same)
         jax.config.update("jax_default_prng_impl", "unsafe_rbg")
-    os.makedirs(FLAGS.workdir, exist_ok=True)
+    verbose = FLAGS.verbose or os.environ.get("XMRC_VERBOSE") == "1"
     try:
+        try:
+            os.makedirs(FLAGS.workdir, exist_ok=True)
+        except OSError as e:
+            raise PermissionError(f"--workdir {FLAGS.workdir}: cannot be created ({e.strerror})") from e
+        if not os.access(FLAGS.workdir, os.W_OK):
+            raise PermissionError(f"--workdir {FLAGS.workdir}: not writable")
         run_stages(FLAGS.config, FLAGS.workdir)
-    except (FileNotFoundError, DataError) as e:
-        # Missing weights or data, a bad data file: the message says what to do; the traceback
-        # only goes to the debug log.
-        logging.debug("traceback", exc_info=True)
-        raise SystemExit(f"xmrc_jax: {e}") from None
+    except (FileNotFoundError, DataError, ValueError, FloatingPointError, PermissionError) as e:
+        # User errors (missing weights or data, a bad data file or setting, a NaN stop, an
+        # unwritable workdir): one line that says what to do; the traceback on request.
+        if verbose:
+            raise
+        raise SystemExit(f"xmrc_jax: {e}  (--verbose shows the traceback)") from None
+
+
+def run():
+    _config_root_on_path(sys.argv)
+    app.run(main)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -21,7 +21,7 @@ from typing import Optional
 import jax
 import orbax.checkpoint as ocp
 
-from xmrc_jax import mesh as sh
+from xmrc_jax import distributed, mesh as sh
 
 log = logging.getLogger("xmrc_jax")
 
@@ -67,16 +67,46 @@ def _save(mngr, state, iterator, extra, force=False):
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
 
 
-def restore_latest(mngr, state):
-    """``(state, meta)`` from the newest checkpoint, or ``(state, None)`` when there is none."""
-    step = mngr.latest_step()
-    if step is None:
-        return state, None
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+
+
+def restore_latest(mngr, state, directory: str, keep: int = 2):
+    """``(state, meta, mngr)`` from the newest checkpoint that restores, or ``(state, None,
+    mngr)`` when there is none. A checkpoint that does not restore (a file truncated or
+    missing) is said in one line and moved aside to ``<dir>/corrupt_<step>`` (never deleted),
+    and the next older one is tried; the manager is then reopened without it."""
+    steps = sorted(mngr.all_steps(), reverse=True)
+    if not steps:
+        return state, None, mngr
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    log.info("resumed from checkpoint step %d", step)
-    return restored["state"], restored["meta"]
+    bad = []
+    for step in steps:
+        try:
+            restored = mngr.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        except Exception as e:   # noqa: BLE001 (whatever a damaged checkpoint raises)
+            log.warning("checkpoint step %d in %s does not restore (%s)", step, directory,
+                        _first_line(e))
+            bad.append(step)
+            continue
+        if bad:
+            mngr.close()
+            if distributed.is_main_process():
+                for b in bad:
+                    aside = os.path.join(directory, f"corrupt_{b}")
+                    os.replace(os.path.join(directory, str(b)), aside)
+            distributed.sync("checkpoints moved aside")
+            log.warning("resumed from checkpoint step %d; the newer step(s) %s did not restore "
+                        "and were moved to %s", step, bad,
+                        ", ".join(os.path.join(directory, f"corrupt_{b}") for b in bad))
+            mngr = checkpoint_manager(directory, keep)
+        else:
+            log.info("resumed from checkpoint step %d", step)
+        return restored["state"], restored["meta"], mngr
+    raise RuntimeError(f"no checkpoint in {directory} restores (steps {bad}); move them away "
+                       "to start this stage afresh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +153,9 @@ class Hook:
     def start(self, step: int) -> None:
         """Called once before the first step (``step`` is where the run resumes)."""
 
+    def on_save(self, step: int) -> None:
+        """Called after a checkpoint is written (what the hook keeps should reach disk too)."""
+
     def after_step(self, info: StepInfo) -> None:
         pass
 
@@ -131,18 +164,27 @@ class Hook:
 
 
 class NanGuard(Hook):
-    """Stops the run on a NaN or Inf loss before anything is saved; names the last good
-    checkpoint."""
+    """Stops the run, before anything is saved, when the loss, the updated parameters or the
+    optimizer state are not finite (a NaN gradient can leave the loss finite and still wreck
+    the parameters); names the last good checkpoint. Every saved checkpoint passed this check
+    at its step."""
+
+    CHECKS = (("loss", "loss"), ("param_norm", "the parameters"),
+              ("opt_state_norm", "the optimizer state"))
 
     def after_step(self, info):
-        loss = float(info.metrics["loss"])
-        if math.isfinite(loss):
-            return
-        last = info.latest_checkpoint
-        raise FloatingPointError(
-            f"{info.name}: loss is {loss} at step {info.step}; stopping without saving. The last "
-            f"good checkpoint is step {last} in {info.checkpoint_dir}" if last is not None else
-            f"{info.name}: loss is {loss} at step {info.step}; stopping (no checkpoint yet)")
+        for key, what in self.CHECKS:
+            if key not in info.metrics:
+                continue
+            value = float(info.metrics[key])
+            if math.isfinite(value):
+                continue
+            last = info.latest_checkpoint
+            where = (f"the last good checkpoint is step {last} in {info.checkpoint_dir}"
+                     if last is not None else "no checkpoint yet")
+            raise FloatingPointError(
+                f"{info.name}: {what} {'is' if key == 'loss' else 'are'} not finite at step "
+                f"{info.step} ({key} {value}); stopping without saving; {where}")
 
 
 class LogMetrics(Hook):
@@ -170,6 +212,10 @@ class LogMetrics(Hook):
             self.writer.write_scalars(info.step, {**vals, "steps_per_s": rate,
                                                   "examples_per_s": rate * self.examples_per_step})
         self._t, self._step = now, info.step
+
+    def on_save(self, step):
+        if self.writer is not None:
+            self.writer.flush()
 
 
 class DevEvaluation(Hook):
@@ -214,7 +260,7 @@ def train(cfg: LoopConfig, state, step_fn, iterator, mesh, hooks=()):
     and every hook's ``state_dict``.
     """
     mngr = checkpoint_manager(cfg.checkpoint_dir, cfg.keep)
-    state, meta = restore_latest(mngr, state)
+    state, meta, mngr = restore_latest(mngr, state, cfg.checkpoint_dir, cfg.keep)
     if meta is not None:
         iterator.set_state(meta["iterator"])
         for h in hooks:
@@ -238,9 +284,13 @@ def train(cfg: LoopConfig, state, step_fn, iterator, mesh, hooks=()):
                 saved = step % cfg.checkpoint_every == 0 or step == cfg.total_steps
                 if saved:
                     _save(mngr, state, iterator, meta)
+                    for h in hooks:
+                        h.on_save(step)
                 if sigterm.raised:
                     if not saved:
                         _save(mngr, state, iterator, meta, force=True)
+                        for h in hooks:
+                            h.on_save(step)
                     mngr.wait_until_finished()
                     raise Preempted(f"{cfg.name}: SIGTERM at step {step}; checkpoint saved, run "
                                     "the same command again to resume")
