@@ -167,3 +167,13 @@ def test_ablations_by_name():
     assert (got["no_hl"].variant, got["no_hl"].alpha) == ("mrc", 0.5)     # L_mrc + AA-CL
     assert (got["no_aacl"].variant, got["no_aacl"].alpha) == ("weighted_mml", 0.0)
     assert (got["mml"].variant, got["mml"].alpha) == ("mml", 0.5)
+
+
+def test_replication_config_selects_on_held_out_english_only():
+    from configs import replication
+    from xmrc_jax.stages import normalize, validate
+    c = replication.get_config("root=/d,model=/m")
+    validate(normalize(c))
+    assert c.model.name == "/m" and c.eval.selection == "english_dev"
+    assert [s["path"] for s in c.data.dev] == ["/d/dev-v1.1.json"]
+    assert {s["name"] for s in c.data.eval} == {"mlqa", "xquad"} and len(c.data.eval) == 19
