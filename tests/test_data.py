@@ -171,3 +171,26 @@ def test_eval_batches_cover_everything_once():
         seen.extend(b["x"][b["valid"]].tolist())
         assert (b["index"][~b["valid"]] == -1).all()
     assert seen == list(range(23))
+
+
+def test_wrongly_typed_id_and_context_are_named_as_such():
+    from xmrc_jax.data import parse_squad_json
+    def data(qid, context):
+        return {"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [
+            {"id": qid, "question": "q?", "answers": [{"text": "a", "answer_start": 0}]}]}]}]}
+    with pytest.raises(DataError, match=r"has an 'id' of type int \(7\); ids are strings"):
+        parse_squad_json(data(7, "a b"), "f.json", "en")
+    with pytest.raises(DataError, match="context is a list, not a string"):
+        parse_squad_json(data("x", ["a b"]), "f.json", "en")
+    with pytest.raises(DataError, match="empty context"):
+        parse_squad_json(data("x", "  "), "f.json", "en")
+
+
+def test_a_context_that_dominates_the_windows_is_reported():
+    from xmrc_jax.data import Answer, Example
+    from xmrc_jax.data.features import dominant_contexts
+    exs = [Example(f"q{i}", "en", "q?", f"ctx {i}", (Answer("x", 0),)) for i in range(5)]
+    feats = {"example_index": np.array([0] * 96 + [1, 2, 3, 4])}
+    got = dominant_contexts(exs, feats)
+    assert [(e.id, n) for e, n, _ in got] == [("q0", 96)] and got[0][2] == pytest.approx(0.96)
+    assert dominant_contexts(exs, {"example_index": np.arange(5).repeat(20)}) == []

@@ -200,3 +200,27 @@ def test_dropout_rate_expectation_and_bit_uniformity():
     assert chi2 < 340                                             # df 255: p ~ 0.0003
     per_bit = ((bits[:, None] >> np.arange(32, dtype=np.uint32)) & 1).mean(0)
     assert np.abs(per_bit - 0.5).max() < 0.01
+
+
+def test_exports_carry_max_length_and_sentence_transformers_metadata(tmp_path):
+    from xmrc_jax.models import load_tokenizer
+    demo = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "demo", "tokenizer")
+    tok = load_tokenizer(demo)
+    cfg = EncoderConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=258)
+    span = build_model(cfg, "span")
+    save_pretrained(span, init_params(span, jax.random.PRNGKey(0)), str(tmp_path / "span"), tok)
+    tc = json.load(open(tmp_path / "span" / "tokenizer_config.json"))
+    assert tc["model_max_length"] == 256 == cfg.max_tokens          # 258 positions - pad - 1
+    assert not (tmp_path / "span" / "modules.json").exists()
+    emb = build_model(cfg, "embed", pooling="mean")
+    save_pretrained(emb, init_params(emb, jax.random.PRNGKey(0)), str(tmp_path / "emb"), tok,
+                    {"query": "query: ", "passage": "passage: "})
+    pooling = json.load(open(tmp_path / "emb" / "1_Pooling" / "config.json"))
+    assert pooling["pooling_mode_mean_tokens"] and not pooling["pooling_mode_cls_token"]
+    assert pooling["word_embedding_dimension"] == 16
+    st = json.load(open(tmp_path / "emb" / "config_sentence_transformers.json"))
+    assert st["prompts"] == {"query": "query: ", "passage": "passage: "}
+    assert json.load(open(tmp_path / "emb" / "sentence_bert_config.json"))["max_seq_length"] == 256
+    assert [m["type"].split(".")[-1] for m in json.load(open(tmp_path / "emb" / "modules.json"))] == [
+        "Transformer", "Pooling"]

@@ -76,6 +76,28 @@ def test_command_line(tmp_path):
     assert json.loads(out.stdout)["exact_match"] == pytest.approx(0.0)   # "la" is kept by SQuAD's rules
 
 
+def test_command_line_reports_bad_predictions(tmp_path):
+    data = {"data": [{"title": "t", "paragraphs": [{"context": "El perro come.", "qas": [
+        {"id": "a", "question": "¿Quién?", "answers": [{"text": "El perro", "answer_start": 0}]}]}]}]}
+    (tmp_path / "d.json").write_text(json.dumps(data))
+    (tmp_path / "empty.json").write_text(json.dumps({"data": []}))
+
+    def run(preds_text, dataset="d.json"):
+        (tmp_path / "p.json").write_text(preds_text)
+        return subprocess.run([sys.executable, "-m", "xmrc_jax.evaluate_predictions",
+                               str(tmp_path / dataset), str(tmp_path / "p.json"), "--lang", "es"],
+                              capture_output=True, text=True)
+    out = run("{not json")
+    assert out.returncode != 0 and "p.json: not valid JSON" in out.stderr
+    out = run(json.dumps({"x1": "perro", "x2": "casa"}))
+    assert out.returncode != 0 and "none of its 2 question ids" in out.stderr
+    out = run(json.dumps({"a": "El perro", "zz": "casa"}))
+    assert out.returncode == 0 and "1 prediction ids are not in" in out.stderr and "'zz'" in out.stderr
+    assert json.loads(out.stdout)["exact_match"] == 100.0
+    out = run(json.dumps({"a": "x"}), "empty.json")
+    assert out.returncode != 0 and "0 questions" in out.stderr
+
+
 def test_metrics_writer_writes_jsonl_and_tensorboard_events(tmp_path):
     import json
     import struct

@@ -23,13 +23,27 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         examples, _ = read_squad_file(args.dataset, args.lang)
+    except (DataError, OSError) as e:
+        sys.exit(f"error: {e}")
+    try:
         with open(args.predictions, encoding="utf-8") as f:
             preds = json.load(f)
-    except (DataError, OSError, json.JSONDecodeError) as e:
-        sys.exit(f"error: {e}")
+    except json.JSONDecodeError as e:
+        sys.exit(f"error: {args.predictions}: not valid JSON ({e})")
+    except OSError as e:
+        sys.exit(f"error: {args.predictions}: {e.strerror}")
     if not isinstance(preds, dict) or not all(isinstance(v, str) for v in preds.values()):
         sys.exit(f"error: {args.predictions}: expected a JSON object {{question id: answer text}}")
     gold = {ex.id: [a.text for a in ex.answers] for ex in examples}
+    if not gold:
+        sys.exit(f"error: {args.dataset}: 0 questions with answers; nothing to score")
+    unknown = [q for q in preds if q not in gold]
+    if preds and len(unknown) == len(preds):
+        sys.exit(f"error: {args.predictions}: none of its {len(preds)} question ids is in "
+                 f"{args.dataset} (first: {unknown[:3]}); wrong dataset or language?")
+    if unknown:
+        print(f"{len(unknown)} prediction ids are not in {args.dataset} and were ignored "
+              f"(first: {unknown[:5]})", file=sys.stderr)
     res = evaluate(gold, preds, args.lang, args.metric)
     if res["missing"]:
         print(f"{res['missing']} of {res['total']} questions have no prediction and score 0",

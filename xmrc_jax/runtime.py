@@ -36,6 +36,7 @@ class Runtime:
     remat: bool = False
     kernels: str = "auto"               # models.encoder.resolve_kernels
     remat_policy: str = "nothing_saveable"
+    prompts: dict = dataclasses.field(default_factory=dict)   # embedding exports: e5's prefixes
     _weights: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -101,4 +102,6 @@ def build(config, cache_dir: str) -> Runtime:
     return Runtime(mesh=mesh, precision=precision, tokenizer=tokenizer,
                    cache_dir=cache_dir, arch=arch,
                    model_name=name, pooling=config.model.pooling, remat=config.model.remat,
-                   kernels=config.model.kernels, remat_policy=config.model.remat_policy)
+                   kernels=config.model.kernels, remat_policy=config.model.remat_policy,
+                   prompts={k: v for k, v in (("query", config.retrieval.query_prefix),
+                                              ("passage", config.retrieval.passage_prefix)) if v})

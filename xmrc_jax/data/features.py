@@ -241,3 +241,20 @@ def build_features_per_example(examples, tokenizer, max_seq_length=384, doc_stri
             rows["answer_in_window"].append(inside)
             rows["example_index"].append(i)
     return {k: np.asarray(v) for k, v in rows.items()}
+
+
+def dominant_contexts(examples, feats, share: float = 0.2, min_windows: int = 50) -> list:
+    """Examples whose context alone makes more than ``share`` of all windows (and at least
+    ``min_windows``): ``[(example, windows, fraction)]``, largest first. A pathological input
+    (one huge paragraph) would otherwise silently dominate training."""
+    counts = np.bincount(feats["example_index"], minlength=len(examples))
+    total = max(int(counts.sum()), 1)
+    by_context = {}
+    for i, ex in enumerate(examples):
+        by_context.setdefault(ex.context, []).append(i)
+    out = []
+    for idxs in by_context.values():
+        n = int(counts[idxs].sum())
+        if n >= min_windows and n / total > share:
+            out.append((examples[idxs[0]], n, n / total))
+    return sorted(out, key=lambda t: -t[1])

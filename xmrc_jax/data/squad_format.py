@@ -104,6 +104,9 @@ def parse_squad_json(data: dict, path: str, language: str, skip_bad: bool = Fals
             context = para["context"]
             for q_i, qa in enumerate(para["qas"]):
                 qid = qa.get("id") if isinstance(qa, dict) else None
+                if qid is not None and not isinstance(qid, str):
+                    raise DataError(f"{path}: {where}.qas[{q_i}] has an 'id' of type "
+                                    f"{type(qid).__name__} ({qid!r}); ids are strings")
                 if not isinstance(qid, str) or not qid:
                     raise DataError(f"{path}: {where}.qas[{q_i}] has no 'id'")
                 if qid in seen:
@@ -114,7 +117,11 @@ def parse_squad_json(data: dict, path: str, language: str, skip_bad: bool = Fals
                 if not isinstance(question, str) or not question.strip():
                     bad("empty_question", qid, "empty or missing question")
                     continue
-                if not isinstance(context, str) or not context.strip():
+                if not isinstance(context, str):
+                    bad("malformed_context", qid, f"context is a {type(context).__name__}, "
+                                                  "not a string")
+                    continue
+                if not context.strip():
                     bad("empty_context", qid, "empty context")
                     continue
                 raw_answers = qa.get("answers")

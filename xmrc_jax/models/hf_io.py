@@ -299,8 +299,15 @@ def _hf_config(module: EncoderWithHead) -> dict:
     return d
 
 
-def save_pretrained(module: EncoderWithHead, params, out_dir: str, tokenizer=None) -> str:
-    """Writes ``config.json`` + ``model.safetensors`` (float32) that ``transformers`` loads."""
+def save_pretrained(module: EncoderWithHead, params, out_dir: str, tokenizer=None,
+                    prompts: Optional[dict] = None) -> str:
+    """Writes ``config.json`` + ``model.safetensors`` (float32) that ``transformers`` loads.
+
+    With a tokenizer, its ``tokenizer_config.json`` gets ``model_max_length`` = the model's
+    positions (so a consumer truncates where the model ends). An ``embed``-head export also gets
+    the sentence-transformers files (``modules.json``, the pooling config, the maximum length
+    and ``prompts``, e.g. e5's ``{"query": "query: ", "passage": "passage: "}``), so that
+    ``SentenceTransformer(out_dir)`` pools as this project does."""
     from safetensors.numpy import save_file
     os.makedirs(out_dir, exist_ok=True)
     cfg = module.config
@@ -315,7 +322,40 @@ def save_pretrained(module: EncoderWithHead, params, out_dir: str, tokenizer=Non
         json.dump(_hf_config(module), f, indent=2, sort_keys=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
+        path = os.path.join(out_dir, "tokenizer_config.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                tok_cfg = json.load(f)
+            tok_cfg["model_max_length"] = cfg.max_tokens
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(tok_cfg, f, indent=2, ensure_ascii=False)
+    if module.head == "embed":
+        _write_sentence_transformers(module, out_dir, prompts or {})
     return out_dir
+
+
+def _write_sentence_transformers(module: EncoderWithHead, out_dir: str, prompts: dict):
+    cfg = module.config
+    files = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling",
+             "type": "sentence_transformers.models.Pooling"}],
+        "sentence_bert_config.json": {"max_seq_length": cfg.max_tokens, "do_lower_case": False},
+        "config_sentence_transformers.json": {"prompts": dict(prompts),
+                                              "default_prompt_name": None,
+                                              "similarity_fn_name": "cosine"},
+        os.path.join("1_Pooling", "config.json"): {
+            "word_embedding_dimension": cfg.hidden_size,
+            "pooling_mode_cls_token": module.pooling == "cls",
+            "pooling_mode_mean_tokens": module.pooling == "mean",
+            "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False},
+    }
+    for name, content in files.items():
+        path = os.path.join(out_dir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(content, f, indent=2)
 
 
 def load_tokenizer(name_or_path: str, vocab_size: Optional[int] = None):

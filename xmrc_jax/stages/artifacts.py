@@ -225,7 +225,7 @@ class Workdir:
         return None, None
 
     def save_model(self, folder: str, module, params, tokenizer, meta: dict = None,
-                   meta_name: str = "best.json"):
+                   meta_name: str = "best.json", prompts: dict = None):
         """Exports ``params`` atomically to ``folder`` (an ``hf`` folder), or to ``folder/hf``
         plus ``folder/<meta_name>`` when ``meta`` is given. Main process only."""
         from xmrc_jax.models import save_pretrained
@@ -235,9 +235,9 @@ class Workdir:
         params = jax.device_get(params)
         with atomic_dir(folder) as tmp:
             if meta is None:
-                save_pretrained(module, params, tmp, tokenizer)
+                save_pretrained(module, params, tmp, tokenizer, prompts)
             else:
-                save_pretrained(module, params, os.path.join(tmp, "hf"), tokenizer)
+                save_pretrained(module, params, os.path.join(tmp, "hf"), tokenizer, prompts)
                 write_json(os.path.join(tmp, meta_name), meta, indent=None)
 
     def copy_model(self, src_folder: str, dst_name: str):

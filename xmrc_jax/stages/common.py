@@ -21,14 +21,14 @@ def train_and_export(ctx, name: str, module, objective, arrays, epochs, init_par
     evaluator = None
     if score is not None:
         evaluator = Evaluator(score, lambda params, meta: wd.save_model(
-            wd.best(name), module, params, rt.tokenizer, meta), what)
+            wd.best(name), module, params, rt.tokenizer, meta, prompts=rt.prompts), what)
     job = TrainJob(name, module, rt.mesh, arrays, objective, epochs,
                    checkpoint_dir=wd.checkpoints(name), log_dir=wd.stage_dir(name),
                    init_params=init_params, extra_params=extra_params, consts=consts,
                    evaluator=evaluator, precision=rt.precision, seed=ctx.config.seed,
                    learning_rates=learning_rates or {}, hooks=tuple(hooks))
     params = run_training(ctx.config.train, job)
-    wd.save_model(wd.export(name), module, params["model"], rt.tokenizer)
+    wd.save_model(wd.export(name), module, params["model"], rt.tokenizer, prompts=rt.prompts)
     return params
 
 

@@ -112,7 +112,8 @@ def _initial(ctx, module) -> str:
             params = init_params(module, jax.random.PRNGKey(ctx.config.seed))
             log.info("mccrolin: no config.model.name; the first teacher is a random "
                      "initialisation (seed %d)", ctx.config.seed)
-        wd.save_model(wd.export(wd.round_name(0)), module, params, ctx.runtime.tokenizer)
+        wd.save_model(wd.export(wd.round_name(0)), module, params, ctx.runtime.tokenizer,
+                      prompts=ctx.runtime.prompts)
     return wd.export(wd.round_name(0))
 
 

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from xmrc_jax.data import build_features, load_specs, remove_overlap
+from xmrc_jax.data.features import dominant_contexts
 from xmrc_jax.eval import report, span_qa as span_eval
 from xmrc_jax.stages.common import handed_on, train_and_export
 from xmrc_jax.tasks import span_qa
@@ -48,6 +49,10 @@ def _train_windows(ctx):
         feats = _windows(ctx, examples)
         log.info("training: %d examples -> %d windows (%d with the answer inside)",
                  len(examples), len(feats["input_ids"]), int(feats["answer_in_window"].sum()))
+        for ex, n, share in dominant_contexts(examples, feats):
+            log.warning("training: the context of question %r (%d characters, title %r) alone "
+                        "makes %d windows, %.0f%% of all; check that input", ex.id,
+                        len(ex.context), ex.title, n, 100 * share)
         return feats
     return ctx.cached("train_windows", build)
 
