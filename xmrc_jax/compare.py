@@ -49,45 +49,6 @@ def compare(dir_a: str, dir_b: str, resamples: int = 10_000, seed: int = 0) -> d
     return out
 
 
-def pooled(per_file_a: list, per_file_b: list) -> dict:
-    """F1 / EM intervals and McNemar over the questions of several files together
-    (``[{id: (em, f1)}]`` of A and of B, file by file)."""
-    ea, fa, eb, fb = [], [], [], []
-    for sa, sb in zip(per_file_a, per_file_b):
-        for q in sorted(sa):
-            ea.append(100 * sa[q][0]), fa.append(100 * sa[q][1])
-            eb.append(100 * sb[q][0]), fb.append(100 * sb[q][1])
-    return dict(f1=paired_bootstrap(fa, fb), exact_match=paired_bootstrap(ea, eb),
-                mcnemar_em=mcnemar(np.array(ea) > 0, np.array(eb) > 0), questions=len(ea))
-
-
-def compare_ranks(a: dict, b: dict, mrr_at: int = 10, resamples: int = 10_000) -> dict:
-    """Retrieval: ``{lang: {query id: first relevant rank}}`` of A and B (``ranks.json``) ->
-    R@1 and MRR@k differences with paired bootstrap intervals and McNemar on R@1, per
-    language and over the non-English queries together (``avg``)."""
-    def scores(ranks, ids):
-        r = np.array([ranks[q] for q in ids])
-        hit = (r == 1) * 100.0
-        rr = np.where((r >= 1) & (r <= mrr_at), 100.0 / np.maximum(r, 1), 0.0)
-        return hit, rr
-    out, pooled_ids = {}, {"a": [], "b": []}
-    for lang in a:
-        ids = sorted(a[lang])
-        (ha, ra), (hb, rb) = scores(a[lang], ids), scores(b[lang], ids)
-        out[lang] = {"R@1": paired_bootstrap(ha, hb, resamples),
-                     f"MRR@{mrr_at}": paired_bootstrap(ra, rb, resamples),
-                     "mcnemar_r1": mcnemar(ha > 0, hb > 0), "queries": len(ids)}
-        if lang != "en":
-            pooled_ids["a"].append((ha, ra)), pooled_ids["b"].append((hb, rb))
-    if pooled_ids["a"]:
-        ha, ra = (np.concatenate([x[i] for x in pooled_ids["a"]]) for i in (0, 1))
-        hb, rb = (np.concatenate([x[i] for x in pooled_ids["b"]]) for i in (0, 1))
-        out["avg"] = {"R@1": paired_bootstrap(ha, hb, resamples),
-                      f"MRR@{mrr_at}": paired_bootstrap(ra, rb, resamples),
-                      "mcnemar_r1": mcnemar(ha > 0, hb > 0), "queries": int(len(ha))}
-    return out
-
-
 def markdown(out: dict) -> str:
     lines = [f"A: {out['a']}", f"B: {out['b']}", "",
              "| dataset | lang | F1 B - A [95 % CI] | EM B - A [95 % CI] | McNemar EM p (b01 / b10) |",

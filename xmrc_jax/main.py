@@ -14,17 +14,21 @@ from absl import app, flags
 from ml_collections import config_flags
 
 
-def _config_root_on_path(argv):
+def config_root_on_path(config_path: str):
     """Config files import their helpers as the package ``configs`` of the repository they sit
     in (``from configs.common import ...``); put that repository first on ``sys.path`` so that
     ``--config=/path/to/repo/configs/demo.py`` works from any folder."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(config_path.split(":", 1)[0])))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+
+
+def _config_root_from_argv(argv):
     for i, arg in enumerate(argv):
         path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
             argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None)
         if path:
-            root = os.path.dirname(os.path.dirname(os.path.abspath(path.split(":", 1)[0])))
-            if root not in sys.path:
-                sys.path.insert(0, root)
+            config_root_on_path(path)
 
 
 FLAGS = flags.FLAGS
@@ -65,7 +69,7 @@ def main(argv):
 
 
 def run():
-    _config_root_on_path(sys.argv)
+    _config_root_from_argv(sys.argv)
     app.run(main)
 
 

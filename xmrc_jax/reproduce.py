@@ -32,7 +32,6 @@ import importlib.util
 import json
 import logging
 import os
-import sys
 
 import numpy as np
 
@@ -43,9 +42,10 @@ log = logging.getLogger("xmrc_jax")
 
 def load_config(spec: str, overrides=()):
     """``configs/x.py[:arg]`` -> its ``get_config(arg)``, with ``KEY=VALUE`` overrides."""
+    from xmrc_jax.main import config_root_on_path
     path, _, arg = spec.partition(":")
     path = os.path.abspath(path)
-    sys.path.insert(0, os.path.dirname(os.path.dirname(path)))
+    config_root_on_path(path)
     module_spec = importlib.util.spec_from_file_location("_xmrc_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -130,13 +130,10 @@ def xmrc_runs(runs: Runs, seeds, zs, alphas) -> dict:
     return names
 
 
-def _per_question(runs, seeds, name):
-    """``{(dataset, lang): [{id: (em, f1)} per seed]}`` of one run, and the eval files."""
+def _per_question(runs, seeds, name, files):
+    """``{(dataset, lang): [{id: (em, f1)} per seed]}`` of one run over the eval ``files``."""
     from xmrc_jax.compare import per_question
-    from xmrc_jax.data import load_specs
     from xmrc_jax.stages.artifacts import Workdir
-    c = runs.config
-    files = load_specs(c.data.eval, c.data.skip_bad_records)
     return {(fs.name, fs.language): [per_question(Workdir(runs.dir(s, name)), fs, ex)
                                      for s in seeds] for fs, ex, _ in files}
 
@@ -183,10 +180,14 @@ def xmrc_report(runs: Runs, seeds, zs, alphas, names) -> dict:
                 for s in seeds]
     z0, a0 = int(runs.config.hl.num_candidates), float(runs.config.hl.alpha)
     res = {n: results(n) for n in names}
-    pq = {n: _per_question(runs, seeds, n) for n in ("base", "full", "no_hl", "no_aacl", "mml")}
+    from xmrc_jax.data import load_specs
+    files = load_specs(runs.config.data.eval, runs.config.data.skip_bad_records)   # read once
+    pq = {n: _per_question(runs, seeds, n, files) for n in ("base", "full", "no_hl", "no_aacl", "mml")}
     ks = [str(k) for k in runs.config.eval.em_at_k]
     out = {"seeds": list(seeds), "runs": names, "tables": {}}
-    md = [f"# xMRC: tables and figures ({len(seeds)} seed(s): {list(seeds)})", ""]
+    md = [f"# xMRC: tables and figures ({len(seeds)} seed(s): {list(seeds)})", "",
+          "Each run's model, selection rule and config are in its `evaluate/results.md`; the "
+          f"runs are `{runs.root}/seed_<s>/<run>`.", ""]
     for ds, per_lang in res["base"][0].items():
         langs = list(per_lang)
         six = [lang for lang in PAPER_LANGS if lang in langs]
@@ -410,7 +411,9 @@ def mccrolin_report(runs: Runs, seeds):
     init_r, full_r = _ranks(runs, seeds, "mc_full", "initial"), _ranks(runs, seeds, "mc_full", "best")
     levels = list(full[0]["initial"])
     out = {"seeds": list(seeds), "tables": {}}
-    md = [f"# McCrolin: tables ({len(seeds)} seed(s): {list(seeds)})", ""]
+    md = [f"# McCrolin: tables ({len(seeds)} seed(s): {list(seeds)})", "",
+          "Each run's models, round selection and config are in its `retrieval/results.md`; "
+          f"the runs are `{runs.root}/seed_<s>/<run>`.", ""]
     for level in levels:
         langs = [k for k in full[0]["initial"][level] if k != "avg"]
         md += [f"## {level} level: initial encoder vs McCrolin (Tables 1-3)", "",

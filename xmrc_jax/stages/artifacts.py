@@ -271,7 +271,14 @@ class Workdir:
     # results -----------------------------------------------------------------
     def write_results(self, name: str, table: str, payload: dict, plot=None):
         """The one results writer: ``results.md`` (``table``), ``results.json`` (``payload``)
-        and ``results.png`` (``plot(path)``), then the table printed."""
+        and ``results.png`` (``plot(path)``), then the table printed. Both files name the
+        config that produced them (``config.json`` and the stage's fingerprint and fields)."""
+        rec = self.record(name) or {}
+        payload = {**payload, "config": {"file": os.path.relpath(self.resolved_config(), self.root),
+                                         "fingerprint": rec.get("fingerprint"),
+                                         "fields": rec.get("config", {})}}
+        table = (f"Config: {payload['config']['file']} (stage fingerprint "
+                 f"{payload['config']['fingerprint']})\n" + table)
         if distributed.is_main_process():
             write_text(self.results(name, "md"), table + "\n")
             if plot is not None:

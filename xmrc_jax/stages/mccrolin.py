@@ -170,11 +170,15 @@ def retrieval(ctx):
     """Recall@k and MRR@k per language on the test split, for the initial and best models."""
     c, wd = ctx.config, ctx.workdir
     if ctx.source == "mccrolin":
-        best = wd.read_json(wd.rounds())["best_round"]
+        rounds = wd.read_json(wd.rounds())
+        best = rounds["best_round"]
         models = {"initial": wd.export(wd.round_name(0)),
                   f"McCrolin (round {best})": wd.export(wd.best_round_name())}
+        selection = (f"round {best} of {len(rounds['dev']) - 1} by dev {rounds['select_metric']} "
+                     f"(passage level; {os.path.relpath(wd.rounds(), wd.root)})")
     else:
         models = {os.path.basename(c.model.name.rstrip("/")): None}
+        selection = "none (not trained)"
     test = parallel_splits(ctx)["test"]
     if not test:
         raise DataError("retrieval: the test split is empty (config.retrieval.split_fractions)")
@@ -186,7 +190,8 @@ def retrieval(ctx):
                                 ranks.setdefault(label, {}))
     wd.write_json(wd.ranks("retrieval"), ranks, indent=None)
     named = {k: os.path.relpath(v, wd.root) if v else c.model.name for k, v in models.items()}
-    table = ("Models: " + "; ".join(f"{k} = {v}" for k, v in named.items()) + "\n\n"
-             + report.retrieval_markdown(results))
-    wd.write_results("retrieval", table, {"models": named, "results": results},
+    table = ("Models: " + "; ".join(f"{k} = {v}" for k, v in named.items())
+             + f"\nSelection: {selection}\n\n" + report.retrieval_markdown(results))
+    wd.write_results("retrieval", table, {"models": named, "selection": selection,
+                                          "results": results},
                      lambda path: report.plot_retrieval(results, path))

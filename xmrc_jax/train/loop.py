@@ -19,6 +19,7 @@ import time
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from xmrc_jax import distributed, mesh as sh
@@ -61,9 +62,22 @@ def checkpoint_manager(directory: str, keep: int) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(os.path.abspath(directory), options=opts)
 
 
+@jax.jit
+def _opt_state_finite(opt_state):
+    leaves = [x for x in jax.tree_util.tree_leaves(opt_state) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+
+
 def _save(mngr, state, iterator, extra, force=False):
+    step = int(jax.device_get(state.step))
+    if not bool(_opt_state_finite(state.opt_state)):
+        last = mngr.latest_step()
+        raise FloatingPointError(
+            f"{extra.get('stage', 'training')}: the optimizer state is not finite at step {step}; "
+            "stopping without saving; " + (f"the last good checkpoint is step {last}"
+                                           if last is not None else "no checkpoint yet"))
     meta = {"iterator": iterator.get_state(), **extra}
-    mngr.save(int(jax.device_get(state.step)), args=ocp.args.Composite(
+    mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)
 
 
@@ -129,8 +143,12 @@ class StepInfo:
     total_steps: int
     state: object
     metrics: dict
-    latest_checkpoint: Optional[int]
     checkpoint_dir: str
+    _manager: object = None
+
+    @property
+    def latest_checkpoint(self) -> Optional[int]:
+        return self._manager.latest_step() if self._manager is not None else None
 
     @property
     def last(self) -> bool:
@@ -164,13 +182,12 @@ class Hook:
 
 
 class NanGuard(Hook):
-    """Stops the run, before anything is saved, when the loss, the updated parameters or the
-    optimizer state are not finite (a NaN gradient can leave the loss finite and still wreck
-    the parameters); names the last good checkpoint. Every saved checkpoint passed this check
-    at its step."""
+    """Stops the run, before anything is saved, when the loss or the updated parameters are not
+    finite (a NaN gradient can leave the loss finite and still wreck the parameters); names the
+    last good checkpoint. The loop also checks the optimizer state before every save
+    (``_check_finite``), so every saved checkpoint is finite."""
 
-    CHECKS = (("loss", "loss"), ("param_norm", "the parameters"),
-              ("opt_state_norm", "the optimizer state"))
+    CHECKS = (("loss", "loss"), ("param_norm", "the parameters"))
 
     def after_step(self, info):
         for key, what in self.CHECKS:
@@ -276,7 +293,7 @@ def train(cfg: LoopConfig, state, step_fn, iterator, mesh, hooks=()):
                 state, metrics = step_fn(state, batch)
                 step += 1
                 info = StepInfo(cfg.name, step, cfg.total_steps, state, metrics,
-                                mngr.latest_step(), cfg.checkpoint_dir)
+                                cfg.checkpoint_dir, mngr)
                 for h in hooks:
                     h.after_step(info)
                 meta = {"stage": cfg.name, "step": step,

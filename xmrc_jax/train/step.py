@@ -63,11 +63,8 @@ def make_train_step(objective, tx, grad_accum_steps: int = 1):
             keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
                 lambda a, b: jnp.where(finite, a, b), new, old)
             new_params, new_opt = keep(new_params, state.params), keep(new_opt, state.opt_state)
-        opt_leaves = [x for x in jax.tree_util.tree_leaves(new_opt)
-                      if jnp.issubdtype(x.dtype, jnp.inexact)]
         metrics = dict(loss=loss, grad_norm=optax.tree.norm(g),
-                       param_norm=optax.tree.norm(new_params),
-                       opt_state_norm=optax.tree.norm(opt_leaves), **aux)
+                       param_norm=optax.tree.norm(new_params), **aux)
         return state.replace(step=state.step + 1, params=new_params, opt_state=new_opt,
                              dynamic_scale=ds), metrics
     return train_step
