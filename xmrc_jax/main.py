@@ -74,4 +74,6 @@ def run():
 
 
 if __name__ == "__main__":
+    from xmrc_jax.hostmem import reexec_with_huge_pages
+    reexec_with_huge_pages()
     run()

@@ -490,4 +490,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from xmrc_jax.hostmem import reexec_with_huge_pages
+    reexec_with_huge_pages()
     main()

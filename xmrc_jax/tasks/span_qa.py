@@ -27,8 +27,10 @@ SELECTIONS = ("english_dev", "target_dev", "last")
 # hl.variant "mrc" puts L_mrc where L_hard would be: the paper's "- HL" ablation (L_mrc + AA-CL).
 VARIANTS = HL_VARIANTS + ("mrc",)
 # The paper's ablations (Table 6) by name: hl.ablation sets hl.variant / hl.alpha.
+# ``control``: the second stage with L_mrc alone (no HL, no AA-CL): the same further steps as
+# the method gets, the fair control for "HL + AA-CL beats extra training".
 ABLATIONS = {"full": {}, "no_hl": {"variant": "mrc"}, "no_aacl": {"alpha": 0.0},
-             "mml": {"variant": "mml"}}
+             "mml": {"variant": "mml"}, "control": {"variant": "mrc", "alpha": 0.0}}
 INITS = ("baseline", "pretrained")
 PREDICT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "context_mask")
 TRAIN_KEYS = PREDICT_KEYS + ("question_mask", "start_positions", "end_positions",

@@ -1,0 +1,159 @@
+"""The small-scale replication of both papers on one encoder, from one command.
+
+    python -m xmrc_jax.replication --config=configs/replication.py:root=DATA,model=E5 \\
+        --workdir=runs/replication [--runs base,full,control] [--mccrolin] [--results results/replication]
+    python -m xmrc_jax.replication --report-only --results results/replication
+
+xMRC runs (``ROOT/seed_<s>/<run>``, sharing the baseline and the mining by fingerprinted links):
+
+* ``base``: (a) the baseline fine-tune (L_mrc);
+* ``control``: (b) the baseline trained on with L_mrc alone for as many further steps as the
+  second stage takes (``hl.ablation=control``): what extra training alone gives;
+* ``full``: (c) HL + AA-CL from the baseline with the paper preset's reading of Eq. 5;
+* ``pretrained``: (d) HL + AA-CL from the pretrained encoder with Z mined by the baseline;
+* ``no_hl`` / ``no_aacl``: the ablations, from the baseline.
+
+McCrolin (``--mccrolin``; the config's ``mccrolin`` argument, ``ROOT/mccrolin/seed_<s>/<run>``):
+``mc_full`` (three rounds, teacher updated) and ``mc_no_update``; each run's retrieval stage
+scores the starting encoder too.
+
+Every stage resumes, so the command continues a stopped replication. ``--results DIR`` copies
+each run's small results (results.json, per-question predictions and ranks, the HL weights, the
+selection record and the training log) into ``DIR`` (committed); the report (``DIR/README.md``
+and ``report.json``) is written from those copies only, so ``--report-only`` regenerates it
+without any run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import shutil
+
+from xmrc_jax.reproduce import Runs, load_config
+
+log = logging.getLogger("xmrc_jax")
+
+SECOND = ("mine", "hl_aacl", "evaluate")
+XMRC_RUNS = {   # name: (label, links, changes)
+    "base": ("(a) baseline", None, None),
+    "control": ("(b) control: baseline + L_mrc", {"baseline": "base", "mine": "full"},
+                {"hl.ablation": "control", "hl.init": "baseline"}),
+    "full": ("(c) HL + AA-CL from the baseline", {"baseline": "base"},
+             {"hl.ablation": "full", "hl.init": "baseline"}),
+    "pretrained": ("(d) HL + AA-CL from e5-small", {"baseline": "base", "mine": "full"},
+                   {"hl.ablation": "full", "hl.init": "pretrained"}),
+    "no_hl": ("(c) - HL (L_mrc + AA-CL)", {"baseline": "base", "mine": "full"},
+              {"hl.ablation": "no_hl", "hl.init": "baseline"}),
+    "no_aacl": ("(c) - AA-CL (HL alone)", {"baseline": "base", "mine": "full"},
+                {"hl.ablation": "no_aacl", "hl.init": "baseline"}),
+}
+RUN_ORDER = ("base", "full", "control", "pretrained", "no_hl", "no_aacl")
+MC_RUNS = {"mc_full": ("McCrolin (3 rounds)", {}),
+           "mc_no_update": ("McCrolin without teacher update", {"mccrolin.teacher_update": False})}
+
+
+def run_xmrc(runs: Runs, seeds, names):
+    unknown = set(names) - set(XMRC_RUNS)
+    if unknown:
+        raise ValueError(f"--runs: unknown {sorted(unknown)}; known: {list(RUN_ORDER)}")
+    if set(names) - {"base"} and "full" not in names:
+        raise ValueError("--runs: the second-stage runs share the mining of 'full'; add it")
+    for s in seeds:
+        for name in RUN_ORDER:
+            if name not in names:
+                continue
+            _, links, changes = XMRC_RUNS[name]
+            stages = ("baseline", "evaluate") if name == "base" else SECOND
+            runs.run(s, name, stages, links, **(changes or {}))
+
+
+def run_mccrolin(runs: Runs, seeds):
+    for s in seeds:
+        for name, (_, changes) in MC_RUNS.items():
+            runs.run(s, name, ("mccrolin", "retrieval"), **changes)
+
+
+# --------------------------------------------------------------------------- results files
+
+KEEP = {"evaluate": ("results.json", "predictions_*.json", "selection.json"),
+        "baseline": ("selection.json", "artifact.json"),
+        "hl_aacl": ("selection.json", "hl_type_weights.json", "artifact.json"),
+        "mine": ("artifact.json",),
+        "mccrolin": ("artifact.json", "selection.json"),
+        "retrieval": ("results.json", "ranks.json")}
+
+
+def collect(run_dir: str, out_dir: str):
+    """Copies the small result files of one run (see ``KEEP``) plus its ``config.json`` and
+    each stage's ``metrics.jsonl`` into ``out_dir``."""
+    copied = 0
+    for stage, patterns in KEEP.items():
+        src = os.path.join(run_dir, stage)
+        if not os.path.isdir(src):
+            continue
+        files = [f for p in patterns + ("**/metrics.jsonl",)
+                 for f in glob.glob(os.path.join(src, p), recursive=True)]
+        for f in files:
+            dst = os.path.join(out_dir, stage, os.path.relpath(f, src))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(f, dst)
+            copied += 1
+    if os.path.exists(os.path.join(run_dir, "config.json")):
+        os.makedirs(out_dir, exist_ok=True)
+        shutil.copyfile(os.path.join(run_dir, "config.json"), os.path.join(out_dir, "config.json"))
+    return copied
+
+
+def collect_all(root: str, results: str, seeds):
+    for s in seeds:
+        for name in XMRC_RUNS:
+            d = os.path.join(root, f"seed_{s}", name)
+            if os.path.isdir(d):
+                collect(d, os.path.join(results, f"seed_{s}", name))
+        for name in MC_RUNS:
+            d = os.path.join(root, "mccrolin", f"seed_{s}", name)
+            if os.path.isdir(d):
+                collect(d, os.path.join(results, f"seed_{s}", name))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", help="configs/replication.py:root=DATA,model=DIR")
+    ap.add_argument("--workdir", help="where the runs live (resumable)")
+    ap.add_argument("--seeds", default="0", type=lambda t: [int(x) for x in t.split(",") if x])
+    ap.add_argument("--runs", default="base,full,control",
+                    type=lambda t: [x for x in t.split(",") if x],
+                    help=f"xMRC runs, of {','.join(RUN_ORDER)}")
+    ap.add_argument("--mccrolin", action="store_true", help="also the McCrolin runs")
+    ap.add_argument("--results", default="", help="folder for the committed results files")
+    ap.add_argument("--report-only", action="store_true", help="the report from --results only")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        if not args.report_only:
+            if not (args.config and args.workdir):
+                raise ValueError("--config and --workdir are required (or --report-only)")
+            run_xmrc(Runs(args.workdir, load_config(args.config, args.set)), args.seeds, args.runs)
+            if args.results:
+                collect_all(args.workdir, args.results, args.seeds)
+            if args.mccrolin:
+                spec = args.config + ("," if ":" in args.config else ":") + "mccrolin"
+                run_mccrolin(Runs(os.path.join(args.workdir, "mccrolin"),
+                                  load_config(spec, args.set)), args.seeds)
+            if args.results:
+                collect_all(args.workdir, args.results, args.seeds)
+        if args.results:
+            from xmrc_jax.replication_report import write_report
+            write_report(args.results)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"xmrc_jax.replication: {e}") from None
+
+
+if __name__ == "__main__":
+    from xmrc_jax.hostmem import reexec_with_huge_pages
+    reexec_with_huge_pages()
+    main()
