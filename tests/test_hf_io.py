@@ -175,6 +175,29 @@ def test_tokenizer_vocabulary_must_match_the_model():
         load_tokenizer(folder, vocab_size=5)
 
 
+def test_tokenizer_encodes_pairs_as_its_tokenizer_json_says():
+    """What transformers < 5.6 gets wrong (found by installing each 5.x release): the pair
+    template's two separators and offsets without the leading space."""
+    from xmrc_jax.models import load_tokenizer
+    from xmrc_jax.models.hf_io import check_transformers_version
+    folder = os.path.join(os.path.dirname(FIX), "..", "..", "data", "demo", "tokenizer")
+    tok = load_tokenizer(folder, vocab_size=8001)
+    question, context = "Who wrote it?", "It was written by Ada in 1843."
+    enc = tok(question, context, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    q_ids = tok(question, add_special_tokens=False)["input_ids"]
+    c_ids = tok(context, add_special_tokens=False)["input_ids"]
+    assert ids == [0] + q_ids + [2, 2] + c_ids + [2]
+    second = ids.index(2) + 2
+    for (a, b), i in zip(offsets[second:-1], range(second, len(ids) - 1)):
+        assert context[a:b] == context[a:b].strip() and b > a, (i, a, b)
+    for version in ("5.0.0", "5.2.0", "5.5.4"):
+        with pytest.raises(ValueError, match=r"too old.*transformers>=5.6"):
+            check_transformers_version(version)
+    check_transformers_version("5.6.0")
+    check_transformers_version("5.24.0.dev0")
+
+
 def test_dropout_rate_expectation_and_bit_uniformity():
     import jax
     import jax.numpy as jnp
@@ -224,3 +247,24 @@ def test_exports_carry_max_length_and_sentence_transformers_metadata(tmp_path):
     assert json.load(open(tmp_path / "emb" / "sentence_bert_config.json"))["max_seq_length"] == 256
     assert [m["type"].split(".")[-1] for m in json.load(open(tmp_path / "emb" / "modules.json"))] == [
         "Transformer", "Pooling"]
+    # the pooler transformers' BertModel / XLMRobertaModel always build is written (initialised
+    # as transformers does; embeddings never use it), so AutoModel reports no missing weights
+    from safetensors.numpy import load_file
+    t = load_file(str(tmp_path / "emb" / "model.safetensors"))
+    assert t["pooler.dense.weight"].shape == (16, 16) and not t["pooler.dense.bias"].any()
+    assert 0.01 < t["pooler.dense.weight"].std() < 0.03                 # initializer_range 0.02
+    ids = jnp.asarray(tok(["query: a b c", "passage: d"], padding=True)["input_ids"])
+    mask = (ids != tok.pad_token_id).astype(jnp.int32)
+    back, back_params = load_pretrained(str(tmp_path / "emb"), "embed")
+    want = emb.apply({"params": init_params(emb, jax.random.PRNGKey(0))}, ids, mask, jnp.zeros_like(ids))
+    got = back.apply({"params": back_params}, ids, mask, jnp.zeros_like(ids))
+    np.testing.assert_allclose(np.asarray(got.embeddings), np.asarray(want.embeddings), atol=1e-6)
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModel
+    model, info = AutoModel.from_pretrained(str(tmp_path / "emb"), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    with torch.no_grad():
+        out = model(input_ids=torch.as_tensor(np.asarray(ids)), attention_mask=torch.as_tensor(np.asarray(mask)))
+    m = np.asarray(mask)[..., None]
+    pooled = (out.last_hidden_state.numpy() * m).sum(1) / m.sum(1)       # mean pooling
+    np.testing.assert_allclose(pooled, np.asarray(want.embeddings), atol=1e-5)

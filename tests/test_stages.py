@@ -128,6 +128,14 @@ def test_needs_are_checked_before_any_work(tmp_path, caplog):
     c.eval.use_best = False
     with pytest.raises(ValueError, match="no model to score"):
         run_stages(c, str(tmp_path / "empty"))
+    # an evaluation file whose metric has no rules for its language: refused before any work
+    c = _mrc_config()
+    c.data.eval = c.data.eval + [dict(path=os.path.join(DEMO, "xquad.es.json"), language="ru",
+                                      name="mlqa")]
+    with pytest.raises(ValueError, match=r"config.data.eval\[2\] \(.*xquad.es.json, ru\): the MLQA "
+                                         r"metric has no rules for language 'ru'"):
+        run_stages(c, str(tmp_path / "lang"))
+    assert not (tmp_path / "lang").exists() or os.listdir(tmp_path / "lang") == []
 
 
 def test_stages_of_both_methods_in_one_run(tmp_path, caplog):

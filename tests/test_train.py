@@ -378,6 +378,8 @@ def test_extra_parameter_groups_get_their_own_learning_rate():
     (["--config.stages=(hl_aacl,)"], "stage hl_aacl needs 'baseline'"),
     (["--config.hl.variant=mmll"], "config.hl.variant: 'mmll' is not one of"),
     (["--config.mesh.fsdp=3"], "does not fit"),
+    (["--config.train.eval_evry=3"], "config.train has no key 'eval_evry'; did you mean eval_every"),
+    (["--config.trian.epochs=3"], "--config.trian.epochs: the config has no key 'trian'; did you mean train?"),
 ])
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
     cmd = [sys.executable, "-m", "xmrc_jax.main", "--config=configs/demo.py",

@@ -7,6 +7,7 @@ in order. Each stage is resumable and skipped when its output already exists in 
 
 import logging
 import os
+import re
 import sys
 
 import jax
@@ -68,9 +69,53 @@ def main(argv):
         raise SystemExit(f"xmrc_jax: {e}  (--verbose shows the traceback)") from None
 
 
+def _unknown_key_message(argv, missing: str) -> str:
+    """One line for a ``--config.a.b=v`` override whose key does not exist, with the keys the
+    parent section has (close matches first)."""
+    import difflib
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        parts = name[len("--config."):].split(".") if name.startswith("--config.") else []
+        if missing not in parts:
+            continue
+        parent = parts[:parts.index(missing)]
+        try:
+            import importlib.util
+            path, _, arg = next(a.split("=", 1)[1] for a in argv
+                                if a.startswith("--config=")).partition(":")
+            module_spec = importlib.util.spec_from_file_location("_xmrc_config_keys", path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+            node = module.get_config(arg or None)
+            for p in parent:
+                node = node[p]
+            keys = sorted(node.keys())
+        except Exception:           # the config itself did not load: name the key only
+            keys = []
+        where = f"config.{'.'.join(parent)}" if parent else "the config"
+        close = difflib.get_close_matches(missing, keys, n=3)
+        hint = (f"; did you mean {', '.join(close)}?" if close else "") + (
+            f" ({where} has: {', '.join(keys)})" if keys else "")
+        return f"xmrc_jax: {name}: {where} has no key {missing!r}{hint}"
+    return f"xmrc_jax: unknown config key {missing!r}"
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with an unknown ``--config.*`` key as one line (not ~50 lines of
+    chained tracebacks from ml_collections); ``--verbose`` / ``XMRC_VERBOSE=1`` keeps them."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as e:
+        if "--verbose" in argv or os.environ.get("XMRC_VERBOSE") == "1":
+            raise
+        # ml_collections' message is the key, quoted (and nested in quotes), maybe a hint
+        found = re.search(r"\w+", str(e).split("Did you mean")[0])
+        sys.exit(_unknown_key_message(argv, found.group(0) if found else str(e)))
+
+
 def run():
     _config_root_from_argv(sys.argv)
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

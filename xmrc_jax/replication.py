@@ -107,12 +107,35 @@ def collect(run_dir: str, out_dir: str):
     return copied
 
 
+def write_scores(run_dir: str, out_dir: str, specs=None):
+    """Per-question ``[em, f1]`` of the run's evaluate predictions (official scoring rules)
+    as ``out_dir/evaluate/scores_<dataset>_<lang>.json``: what the report's intervals need
+    without the data files."""
+    from xmrc_jax.compare import per_question
+    from xmrc_jax.data import load_specs
+    from xmrc_jax.replication_report import scores_file
+    from xmrc_jax.stages.artifacts import Workdir, read_json, write_json
+    wd = Workdir(run_dir)
+    if not os.path.exists(wd.results("evaluate", "json")):
+        return
+    if specs is None:
+        config = read_json(wd.resolved_config())
+        specs = load_specs(config["data"]["eval"], config["data"]["skip_bad_records"])
+    for fs, examples, _ in specs:
+        scores = per_question(wd, fs, examples)
+        write_json(scores_file(out_dir, fs.name, fs.language),
+                   {q: [float(e), float(f)] for q, (e, f) in scores.items()})
+    return specs
+
+
 def collect_all(root: str, results: str, seeds):
+    specs = None        # the evaluation files, read once (every run evaluates the same ones)
     for s in seeds:
         for name in XMRC_RUNS:
             d = os.path.join(root, f"seed_{s}", name)
             if os.path.isdir(d):
                 collect(d, os.path.join(results, f"seed_{s}", name))
+                specs = write_scores(d, os.path.join(results, f"seed_{s}", name), specs)
         for name in MC_RUNS:
             d = os.path.join(root, "mccrolin", f"seed_{s}", name)
             if os.path.isdir(d):

@@ -66,14 +66,30 @@ class TrainIterator:
         return {k: v[idx] for k, v in self.arrays.items()}
 
 
-def eval_batches(arrays: dict, batch_size: int):
-    """Every window once, in order; each batch has ``batch_size`` rows, a ``valid`` mask and
-    ``index`` (window index, -1 on padding)."""
+def eval_batches(arrays: dict, batch_size: int, length_multiple: int = 0,
+                 mask_key: str = "attention_mask"):
+    """Every window once; each batch has ``batch_size`` rows, a ``valid`` mask and ``index``
+    (window index, -1 on padding).
+
+    ``length_multiple`` > 0: windows go longest first and each batch is cut to its longest
+    window (``mask_key``), rounded up to a multiple of ``length_multiple``; the padding columns
+    an encoder would only mask out are never computed (at most ``L / length_multiple`` shapes
+    compile). ``0``: file order at full length."""
     n = len(next(iter(arrays.values())))
+    full = arrays[mask_key].shape[1] if length_multiple else 0
+    if length_multiple:
+        lengths = arrays[mask_key].astype(bool).sum(1)
+        order = np.argsort(-lengths, kind="stable")
+    else:
+        order = np.arange(n)
     for lo in range(0, n, batch_size):
-        idx = np.arange(lo, min(lo + batch_size, n))
+        idx = order[lo:lo + batch_size]
         pad = batch_size - len(idx)
         batch = {k: v[idx] for k, v in arrays.items()}
+        if length_multiple:
+            cut = min(full, -(-int(lengths[idx].max()) // length_multiple) * length_multiple)
+            batch = {k: (v[:, :cut] if v.ndim >= 2 and v.shape[1] == full else v)
+                     for k, v in batch.items()}
         if pad:
             batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
                      for k, v in batch.items()}

@@ -18,13 +18,16 @@ log = logging.getLogger("xmrc_jax")
 
 
 def predict_windows(module, params, feats, mesh, batch_size, k, max_answer_len,
-                    what="predict"):
-    """Top-k spans of every window: ``(starts, ends, scores)`` ``[num_windows, k]``."""
+                    what="predict", length_multiple: int = 32):
+    """Top-k spans of every window: ``(starts, ends, scores)`` ``[num_windows, k]``. Batches
+    are cut to their longest window (a multiple of ``length_multiple``; 0: full length), which
+    leaves the spans unchanged: padding is masked out of attention and of the span search."""
     params = sh.replicated(params, mesh)
     n = len(feats["input_ids"])
     batch_size = sh.eval_batch_size(mesh, batch_size)
     out = [np.zeros((n, k), np.int32), np.zeros((n, k), np.int32), np.zeros((n, k), np.float32)]
-    batches = eval_batches({key: feats[key] for key in span_qa.PREDICT_KEYS}, batch_size)
+    batches = eval_batches({key: feats[key] for key in span_qa.PREDICT_KEYS}, batch_size,
+                           length_multiple)
     for b in progress(batches, -(-n // batch_size), what):
         valid, index = b.pop("valid"), b.pop("index")
         res = span_qa.predict_top_k(module, params, sh.put_batch(b, mesh), k, max_answer_len)

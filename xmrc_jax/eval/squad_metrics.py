@@ -50,10 +50,19 @@ def _mixed_segmentation(text: str) -> list:
     return out
 
 
-def normalize_mlqa(s: str, lang: str) -> str:
-    if lang not in WHITESPACE_LANGS + MIXED_SEGMENTATION_LANGS:
+def check_language(metric: str, lang: str):
+    """Raises when ``metric`` has no rules for ``lang`` (MLQA's script knows seven languages);
+    run on every evaluation file before any work, and again when scoring."""
+    if metric not in NORMALIZERS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(NORMALIZERS)}")
+    if metric == "mlqa" and lang not in WHITESPACE_LANGS + MIXED_SEGMENTATION_LANGS:
         raise ValueError(f"the MLQA metric has no rules for language {lang!r}; it knows "
-                         f"{WHITESPACE_LANGS + MIXED_SEGMENTATION_LANGS} (use --metric squad)")
+                         f"{WHITESPACE_LANGS + MIXED_SEGMENTATION_LANGS} (use the squad metric: "
+                         "metric='squad' in the file's spec, or --metric squad)")
+
+
+def normalize_mlqa(s: str, lang: str) -> str:
+    check_language("mlqa", lang)
     s = "".join(ch for ch in s.lower() if ch not in PUNCT)
     if lang in _ARTICLES:
         s = _ARTICLES[lang].sub(" ", s)

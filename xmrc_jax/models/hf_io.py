@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from typing import Callable, Optional
 
 import jax
@@ -232,10 +233,13 @@ def read_config(name_or_path: str) -> EncoderConfig:
 
 def load_pretrained(name_or_path: str, head: Optional[str] = "span", *, pooling: str = "mean",
                     dtype=jnp.float32, param_dtype=jnp.float32, remat: bool = False,
-                    seed: int = 0, kernels: str = "auto", remat_policy: str = "nothing_saveable"):
+                    seed: int = 0, kernels: str = "auto", remat_policy: str = "nothing_saveable",
+                    require_head: bool = False):
     """Loads a Hugging Face BERT-family checkpoint. Returns ``(module, params)``.
 
-    Raises ``ValueError`` naming the key when an encoder weight is missing or has the wrong shape.
+    Raises ``ValueError`` naming the key when an encoder weight is missing or has the wrong shape,
+    and with ``require_head`` when the checkpoint has no weights for ``head`` (instead of
+    initialising it randomly).
     """
     folder = _resolve(name_or_path)
     config = read_config(folder)
@@ -276,6 +280,9 @@ def load_pretrained(name_or_path: str, head: Optional[str] = "span", *, pooling:
     unexpected = sorted(orig for k, (orig, _) in tensors.items() if k not in used)
     report = LoadReport(folder, loaded, initialised, unexpected)
     surprising = [k for k in unexpected if not _canonical(k).startswith(_IGNORABLE)]
+    if initialised and require_head:
+        raise ValueError(f"{folder}: the checkpoint has no {head} head ({', '.join(initialised)} "
+                         f"missing); it is not a fine-tuned {'question-answering' if head == 'span' else head} model")
     if initialised:
         log.warning("head initialised randomly (checkpoint has no %s): %s", head, report)
     elif surprising:
@@ -317,6 +324,15 @@ def save_pretrained(module: EncoderWithHead, params, out_dir: str, tokenizer=Non
         value = np.asarray(jax.device_get(_get(params, e.path)), dtype=np.float32)
         name = e.hf if e.is_head else prefix + e.hf
         tensors[name] = np.ascontiguousarray(e.to_hf(value))
+    if module.head == "embed" and not module.add_pooler:
+        # transformers' BertModel / XLMRobertaModel always build a pooler; write one initialised
+        # as transformers initialises it (never used: embeddings are pooled from the tokens) so
+        # that AutoModel loads the export without reporting missing weights
+        rng = np.random.default_rng(0)
+        h = cfg.hidden_size
+        tensors["pooler.dense.weight"] = (rng.standard_normal((h, h)) * module.initializer_range
+                                          ).astype(np.float32)
+        tensors["pooler.dense.bias"] = np.zeros(h, np.float32)
     save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(_hf_config(module), f, indent=2, sort_keys=True)
@@ -358,6 +374,28 @@ def _write_sentence_transformers(module: EncoderWithHead, out_dir: str, prompts:
             json.dump(content, f, indent=2)
 
 
+# The first transformers release whose tokenizers encode as their tokenizer.json says, checked
+# on the demo tokenizer and multilingual-e5-small (pair ids and offsets as under 5.24):
+# 5.0.0 - 5.2.0 rebuild XLM-R's pair template with one "</s>" between question and context;
+# 5.3.0 - 5.5.4 load mE5's tokenizer as a generic backend whose offsets include the leading space.
+MIN_TRANSFORMERS = (5, 6, 0)
+
+
+def check_transformers_version(version: Optional[str] = None):
+    """Refuses a transformers older than ``MIN_TRANSFORMERS``: its windows would differ from the
+    ones a model was trained on, silently."""
+    if version is None:
+        import transformers
+        version = transformers.__version__
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    if parts < MIN_TRANSFORMERS:
+        floor = ".".join(map(str, MIN_TRANSFORMERS))
+        raise ValueError(f"transformers {version} is too old: before {floor} the XLM-R tokenizers "
+                         "do not encode as their tokenizer.json says (one '</s>' between question "
+                         f"and context, or offsets with the leading space); pip install "
+                         f"'transformers>={floor},<6'")
+
+
 def load_tokenizer(name_or_path: str, vocab_size: Optional[int] = None):
     """A fast (offset-mapping) tokenizer from a folder or hub id, checked against ``vocab_size``.
 
@@ -365,6 +403,7 @@ def load_tokenizer(name_or_path: str, vocab_size: Optional[int] = None):
     250002 tokens); a tokenizer larger than the table, or much smaller (transformers 5 builds a
     5-token vocabulary from ``XLMRobertaTokenizerFast(vocab_file=...)``), is refused.
     """
+    check_transformers_version()
     from transformers import AutoTokenizer
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path)

@@ -182,6 +182,15 @@ def validate(config):
             raise ValueError(f"config.eval.selection is english_dev but config.data.dev holds "
                              f"{sorted(langs - {'en'})}: zero-shot selection uses English only "
                              "(set eval.selection=target_dev for translate-train)")
+    from xmrc_jax.eval.squad_metrics import check_language
+    for section in ("eval", "dev"):
+        for i, spec in enumerate(config.data[section]):
+            where = f"config.data.{section}[{i}]"
+            for fs in expand(spec, where):
+                try:
+                    check_language(fs.metric, fs.language)
+                except ValueError as e:
+                    raise ValueError(f"{where} ({fs.path or fs.name}, {fs.language}): {e}") from None
     d = config.data
     if d.doc_stride >= d.max_seq_length or d.max_query_length >= d.max_seq_length:
         raise ValueError(f"config.data: doc_stride {d.doc_stride} and max_query_length "

@@ -1,0 +1,140 @@
+"""The replication driver at tiny size (runs (a)-(c) sharing baseline and mining, the control's
+objective, the results folder and the report regenerated from it alone), McCrolin's report, and
+the host-memory re-execution of the entry points."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from test_stages import _mrc_config, _tiny  # noqa: E402
+
+
+def test_control_ablation_is_l_mrc_alone():
+    from xmrc_jax.models import EncoderConfig, build_model
+    from xmrc_jax.tasks import span_qa
+    c = _mrc_config(ablation="control")
+    span_qa.resolve(c)
+    assert (c.hl.variant, c.hl.alpha) == ("mrc", 0.0)
+    module = build_model(EncoderConfig(vocab_size=50, hidden_size=16, intermediate_size=32,
+                                       num_hidden_layers=1, num_attention_heads=2,
+                                       max_position_embeddings=20), "span")
+    rng = np.random.default_rng(0)
+    n, length = 3, 12
+    batch = dict(input_ids=rng.integers(3, 50, (n, length)).astype(np.int32),
+                 attention_mask=np.ones((n, length), np.int32),
+                 token_type_ids=np.zeros((n, length), np.int32),
+                 context_mask=np.ones((n, length), bool), question_mask=np.ones((n, length), bool),
+                 start_positions=np.array([2, 3, 0], np.int32), end_positions=np.array([4, 3, 0], np.int32),
+                 answer_in_window=np.array([1, 1, 0], bool),
+                 cand_starts=np.zeros((n, 2), np.int32), cand_ends=np.zeros((n, 2), np.int32),
+                 cand_valid=np.zeros((n, 2), bool))
+    params = {"model": module.init(jax.random.PRNGKey(0), batch["input_ids"], batch["attention_mask"],
+                                   batch["token_type_ids"])["params"]}
+    key = jax.random.PRNGKey(1)
+    control, aux = span_qa.objective("hl_aacl", module, c)(params, batch, key)
+    baseline, _ = span_qa.objective("mrc", module, c)(params, batch, key)
+    np.testing.assert_allclose(float(control), float(baseline), rtol=1e-6)
+    assert set(aux) == {"loss_mrc"}          # no HL term, no contrastive term computed
+    assert span_qa.extra_params("hl_aacl", c) is None
+
+
+def test_replication_runs_results_folder_and_report(tmp_path):
+    from xmrc_jax import replication
+    from xmrc_jax.replication_report import write_report
+    from xmrc_jax.reproduce import Runs
+    c = _mrc_config()
+    c.data.eval = [dict(path=os.path.join(ROOT, "data", "demo", f"mlqa.{lang}.json"), language=lang,
+                        name="mlqa", limit=8) for lang in ("en", "es", "de", "ar", "hi", "vi")]
+    root, results = tmp_path / "runs", tmp_path / "results"
+    with pytest.raises(ValueError, match="mining of 'full'"):
+        replication.run_xmrc(Runs(str(root), c), [0], ["base", "control"])
+    replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "control"])
+    seed = root / "seed_0"
+    assert (seed / "control" / "baseline").is_symlink() and (seed / "control" / "mine").is_symlink()
+    art = json.load(open(seed / "control" / "hl_aacl" / "artifact.json"))["config"]
+    assert (art["hl.variant"], art["hl.alpha"]) == ("mrc", 0.0)
+    steps = [[json.loads(line)["step"] for line in open(seed / r / "hl_aacl" / "metrics.jsonl")][-1]
+             for r in ("full", "control")]
+    assert steps[0] == steps[1]              # the control trains as many further steps
+    replication.collect_all(str(root), str(results), [0])
+    kept = {p.relative_to(results / "seed_0" / "full").as_posix()
+            for p in (results / "seed_0" / "full").rglob("*") if p.is_file()}
+    assert {"config.json", "evaluate/results.json", "evaluate/scores_mlqa_en.json",
+            "evaluate/predictions_mlqa_en.json", "hl_aacl/metrics.jsonl"} <= kept
+    assert not any("checkpoints" in k or k.endswith(".safetensors") for k in kept)
+    scores = json.load(open(results / "seed_0" / "base" / "evaluate" / "scores_mlqa_es.json"))
+    res = json.load(open(seed / "base" / "evaluate" / "results.json"))["results"]["mlqa"]["es"]
+    assert abs(100 * np.mean([v[1] for v in scores.values()]) - res["f1"]) < 1e-6
+    shutil.rmtree(root)                      # the report needs the results folder only
+    text = write_report(str(results))
+    report = json.load(open(results / "report.json"))["xmrc"]["datasets"]["mlqa"]
+    assert set(report["f1_em"]) == {"base", "full", "control"}
+    assert set(report["f1_em"]["base"]) == {"en", "es", "de", "ar", "hi", "vi", "avg6", "avg"}
+    d = report["paired"]["full-control"]["all"]
+    f1 = report["f1_em"]
+    assert abs(d["f1"]["mean_diff"] - (f1["full"]["avg"][0] - f1["control"]["avg"][0])) < 1e-6
+    assert d["f1"]["low"] <= d["f1"]["mean_diff"] <= d["f1"]["high"] and d["questions"] == 48
+    for part in ("(b) control", "EM@k", "full - control", "full - base", "sequence 64"):
+        assert part in text
+    assert (results / "README.md").read_text() == text
+
+
+def test_mccrolin_report_against_the_starting_encoder(tmp_path):
+    from configs import mccrolin
+    from xmrc_jax import replication
+    from xmrc_jax.replication_report import mccrolin_tables
+    from xmrc_jax.reproduce import Runs
+    c = _tiny(mccrolin.get_config("demo"))
+    c.mccrolin.rounds = 1
+    c.retrieval.languages = ("en", "es", "zh")
+    c.retrieval.max_passage_length, c.retrieval.max_sentence_length = 64, 32
+    replication.run_mccrolin(Runs(str(tmp_path / "runs" / "mccrolin"), c), [0])
+    replication.collect_all(str(tmp_path / "runs"), str(tmp_path / "results"), [0])
+    out, md = mccrolin_tables(str(tmp_path / "results" / "seed_0"))
+    row = out["mc_full/passage"]["avg"]
+    ranks = json.load(open(tmp_path / "results" / "seed_0" / "mc_full" / "retrieval" / "ranks.json"))
+    hits = [r == 1 for lang in ("es", "zh") for r in ranks["initial"]["passage"][lang].values()]
+    assert abs(row["initial"][0] - 100 * np.mean(hits)) < 1e-9 and row["queries"] == len(hits)
+    assert abs(row["R@1"]["mean_diff"] - (row["final"][0] - row["initial"][0])) < 1e-9
+    assert set(out) == {"mc_full/passage", "mc_full/sentence", "mc_no_update/passage",
+                        "mc_no_update/sentence"}
+    assert "McNemar" in "\n".join(md)
+
+
+def test_huge_page_environment(tmp_path):
+    from xmrc_jax import hostmem
+    thp = tmp_path / "enabled"
+    thp.write_text("always [madvise] never\n")
+    env = hostmem.tuned_environment({"PATH": "/bin"}, "linux", str(thp))
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1" and env["PATH"] == "/bin"
+    assert hostmem.tuned_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "linux",
+                                     str(thp))["GLIBC_TUNABLES"] == (
+        "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
+    for environ, platform in (({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "linux"),
+                              ({"XMRC_MALLOC": "0"}, "linux"), ({}, "darwin")):
+        assert hostmem.tuned_environment(environ, platform, str(thp)) is None
+    thp.write_text("always madvise [never]\n")
+    assert hostmem.tuned_environment({}, "linux", str(thp)) is None
+    assert hostmem.tuned_environment({}, "linux", str(tmp_path / "missing")) is None
+
+
+def test_entry_point_reexecutes_once_with_the_tunable():
+    from xmrc_jax import hostmem
+    if hostmem.tuned_environment({}) is None:
+        pytest.skip("no transparent huge pages here (or not Linux)")
+    code = ("import os, sys; from xmrc_jax.hostmem import reexec_with_huge_pages; "
+            "print('start', flush=True); reexec_with_huge_pages(); "
+            "print(os.environ.get('GLIBC_TUNABLES'), sys.argv[1:])")
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "XMRC_MALLOC")}
+    out = subprocess.run([sys.executable, "-c", code, "a", "b"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:3] == ["start", "start", "glibc.malloc.hugetlb=1 ['a', 'b']"]

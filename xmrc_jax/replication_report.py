@@ -1,0 +1,212 @@
+"""The replication report, from the committed results folder alone (``xmrc_jax.replication``).
+
+Reads ``RESULTS/seed_<s>/<run>/`` as ``collect`` wrote it: each evaluated run's
+``evaluate/results.json`` and per-question ``evaluate/scores_<dataset>_<lang>.json``
+(``{id: [em, f1]}``, scored with the official scripts' rules), its ``config.json``, the stages'
+``metrics.jsonl``; McCrolin's ``retrieval/results.json`` and ``ranks.json``. Writes
+``RESULTS/README.md`` (the tables) and ``RESULTS/report.json`` (the same numbers).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from xmrc_jax.eval.report import PAPER_LANGS
+from xmrc_jax.eval.significance import mcnemar, paired_bootstrap
+
+LABELS = {"base": "(a) baseline", "control": "(b) control: baseline + L_mrc",
+          "full": "(c) HL + AA-CL from the baseline", "pretrained": "(d) HL + AA-CL from e5-small",
+          "no_hl": "(c) - HL (L_mrc + AA-CL)", "no_aacl": "(c) - AA-CL (HL alone)"}
+PAIRS = (("full", "control"), ("full", "base"), ("control", "base"), ("pretrained", "base"),
+         ("full", "no_hl"), ("full", "no_aacl"))
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def scores_file(run_dir: str, dataset: str, lang: str) -> str:
+    return os.path.join(run_dir, "evaluate", f"scores_{dataset}_{lang}.json")
+
+
+def _ci(d) -> str:
+    return f"{d['mean_diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
+
+
+def _paired(run_a: str, run_b: str, dataset: str, langs) -> dict:
+    """B - A over the questions of ``langs`` together: bootstrap of F1 and EM, McNemar on EM."""
+    ea, fa, eb, fb = [], [], [], []
+    for lang in langs:
+        a, b = _read(scores_file(run_a, dataset, lang)), _read(scores_file(run_b, dataset, lang))
+        if set(a) != set(b):
+            raise ValueError(f"{dataset} {lang}: {run_a} and {run_b} scored different questions")
+        ids = sorted(a)
+        ea += [100 * a[q][0] for q in ids]
+        fa += [100 * a[q][1] for q in ids]
+        eb += [100 * b[q][0] for q in ids]
+        fb += [100 * b[q][1] for q in ids]
+    ea, fa, eb, fb = (np.asarray(x, float) for x in (ea, fa, eb, fb))
+    return dict(f1=paired_bootstrap(fa, fb), exact_match=paired_bootstrap(ea, eb),
+                mcnemar_em=mcnemar(ea > 0, eb > 0), questions=int(len(ea)))
+
+
+def _groups(langs):
+    six = [lang for lang in PAPER_LANGS if lang in langs]
+    out = [(lang, [lang]) for lang in langs]
+    if len(six) == len(PAPER_LANGS):
+        out.append(("avg6", six))
+    out.append(("avg", list(langs)))
+    return out
+
+
+def _avg(results, dataset, langs, key):
+    return float(np.mean([results[dataset][lang][key] for lang in langs]))
+
+
+def _step_time(run_dir: str, stage: str):
+    """Median seconds per step over the logged intervals of ``stage`` (after the first)."""
+    rates = []
+    for path in glob.glob(os.path.join(run_dir, stage, "**", "metrics.jsonl"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            rates += [r["steps_per_s"] for r in map(json.loads, f) if r.get("steps_per_s")]
+    return float(np.median([1 / r for r in rates[1:]])) if len(rates) > 1 else None
+
+
+def _settings(seed_dir: str, runs) -> list:
+    c = _read(os.path.join(seed_dir, "base", "config.json"))
+    d, t, hl = c["data"], c["train"], c["hl"]
+    limits = sorted({int(s.get("limit", 0)) for s in d["eval"]})
+    lines = ["## Settings", "",
+             f"- encoder: `{os.path.basename(str(c['model']['name']).rstrip('/'))}` "
+             f"(`{c['model']['name']}`), fp32 on CPU",
+             f"- training data: {', '.join(os.path.basename(s['path']) for s in d['train'])}; "
+             f"English selection set: {', '.join(os.path.basename(s['path']) for s in d['dev'])} "
+             f"(selection rule `{c['eval']['selection']}`)",
+             f"- test sets: {len(d['eval'])} files (MLQA dev, XQuAD), the first "
+             f"{limits} questions of each file (0 = all)",
+             f"- sequence {d['max_seq_length']} (stride {d['doc_stride']}), batch "
+             f"{t['batch_size']}, lr {t['learning_rate']}, warm-up {t['warmup_ratio']}, "
+             f"{t['epochs']} epoch(s) baseline, {hl['epochs']} epoch(s) second stage, seed {c['seed']}",
+             f"- second stage: HL `{hl['variant']}` with type weights (gold, one boundary, none) "
+             f"{tuple(hl['type_weights'])}, |Z| = {hl['num_candidates']}, alpha {hl['alpha']}, "
+             f"tau {hl['tau']}, |A| = {hl['num_contrast']}"]
+    for run, stage in (("base", "baseline"), ("full", "hl_aacl"), ("control", "hl_aacl")):
+        s = _step_time(os.path.join(seed_dir, run), stage) if run in runs else None
+        if s:
+            lines.append(f"- measured step time, {LABELS[run]}: {s:.2f} s")
+    return lines + [""]
+
+
+def xmrc_tables(seed_dir: str):
+    runs = [r for r in LABELS if os.path.exists(os.path.join(seed_dir, r, "evaluate", "results.json"))]
+    if "base" not in runs:
+        return {}, []
+    res = {r: _read(os.path.join(seed_dir, r, "evaluate", "results.json"))["results"] for r in runs}
+    out, md = {"runs": runs, "datasets": {}}, _settings(seed_dir, runs)
+    for ds, per_lang in res["base"].items():
+        langs = list(per_lang)
+        groups = _groups(langs)
+        table = {r: {g: (_avg(res[r], ds, members, "f1"), _avg(res[r], ds, members, "exact_match"))
+                     for g, members in groups} for r in runs}
+        md += [f"## {ds}: F1 / EM per language", "",
+               "| model | " + " | ".join(g for g, _ in groups) + " |", "|---" * (len(groups) + 1) + "|"]
+        md += [f"| {LABELS[r]} | " + " | ".join(f"{table[r][g][0]:.1f} / {table[r][g][1]:.1f}"
+                                                 for g, _ in groups) + " |" for r in runs]
+        ks = list(res["base"][ds][langs[0]]["em_at"])
+        em_at = {r: {k: _avg({ds: {lang: res[r][ds][lang]["em_at"] for lang in langs}}, ds, langs, k)
+                     for k in ks} for r in runs}
+        md += ["", f"### {ds}: EM@k, all-language average (Table 2: does the top-1 / top-k gap shrink?)", "",
+               "| model | " + " | ".join(f"EM@{k}" for k in ks) + " | EM@max - EM@1 |",
+               "|---" * (len(ks) + 2) + "|"]
+        md += [f"| {LABELS[r]} | " + " | ".join(f"{em_at[r][k]:.1f}" for k in ks)
+               + f" | {em_at[r][ks[-1]] - em_at[r][ks[0]]:.1f} |" for r in runs]
+        pairs = {}
+        md += ["", f"### {ds}: paired differences (B - A; 95 % bootstrap interval over questions; McNemar on EM)", "",
+               "| B - A | questions | F1 (avg) | EM (avg) | McNemar p | F1 (avg6) |", "|---|---|---|---|---|---|"]
+        for b, a in PAIRS:
+            if a not in runs or b not in runs:
+                continue
+            d = _paired(os.path.join(seed_dir, a), os.path.join(seed_dir, b), ds, langs)
+            d6 = (_paired(os.path.join(seed_dir, a), os.path.join(seed_dir, b), ds, dict(groups)["avg6"])
+                  if "avg6" in dict(groups) else None)
+            pairs[f"{b}-{a}"] = dict(all=d, avg6=d6)
+            md.append(f"| {b} - {a} | {d['questions']} | {_ci(d['f1'])} | {_ci(d['exact_match'])} | "
+                      f"{d['mcnemar_em']['p_value']:.3g} | {_ci(d6['f1']) if d6 else '-'} |")
+        md.append("")
+        out["datasets"][ds] = dict(f1_em=table, em_at=em_at, paired=pairs)
+    weights = {}
+    for r in runs:
+        p = os.path.join(seed_dir, r, "hl_aacl", "hl_type_weights.json")
+        if os.path.exists(p):
+            weights[r] = _read(p)
+    if weights:
+        md += ["HL weights learned (gold, one boundary, none): " + "; ".join(
+            f"{LABELS[r]}: {w['gold']:.3f} / {w['one_boundary']:.3f} / {w['none']:.3f}"
+            for r, w in weights.items()), ""]
+    out["learned_hl_weights"] = weights
+    return out, md
+
+
+def _rank_scores(ranks: dict, level: str, langs, mrr_at: int):
+    """Per query (languages together, id order): hit@1 and reciprocal rank within ``mrr_at``,
+    in percent. A rank of 0 means no relevant candidate was retrieved."""
+    r = np.concatenate([np.array([ranks[level][lang][q] for q in sorted(ranks[level][lang])])
+                        for lang in langs])
+    return 100.0 * (r == 1), np.where((r >= 1) & (r <= mrr_at), 100.0 / np.maximum(r, 1), 0.0)
+
+
+def mccrolin_tables(seed_dir: str):
+    runs = [r for r in ("mc_full", "mc_no_update")
+            if os.path.exists(os.path.join(seed_dir, r, "retrieval", "ranks.json"))]
+    if "mc_full" not in runs:
+        return {}, []
+    mrr = int(_read(os.path.join(seed_dir, "mc_full", "config.json"))["retrieval"]["mrr_at"])
+    out = {}
+    md = ["## McCrolin: the starting encoder (e5-small) against the trained one", "",
+          f"Retrieval of the English candidates for non-English questions: R@1 / MRR@{mrr} in "
+          "percent, computed from the per-query ranks; the difference to the starting encoder with "
+          "its paired 95 % bootstrap interval over queries, McNemar's test on R@1.", ""]
+    for run in runs:
+        ranks = _read(os.path.join(seed_dir, run, "retrieval", "ranks.json"))
+        final = next(k for k in ranks if k != "initial")
+        for level in ranks["initial"]:
+            langs = [lang for lang in ranks["initial"][level] if lang != "en"]
+            md += [f"### {run}: {final}, {level} level", "",
+                   f"| lang | queries | e5-small R@1 / MRR | {final} R@1 / MRR | R@1 diff | MRR diff | McNemar p |",
+                   "|---|---|---|---|---|---|---|"]
+            rows = {}
+            for label, g in [(lang, [lang]) for lang in langs] + [("avg", langs)]:
+                h0, m0 = _rank_scores(ranks["initial"], level, g, mrr)
+                h1, m1 = _rank_scores(ranks[final], level, g, mrr)
+                d = {"R@1": paired_bootstrap(h0, h1), f"MRR@{mrr}": paired_bootstrap(m0, m1),
+                     "mcnemar_r1": mcnemar(h0 > 0, h1 > 0)}
+                rows[label] = dict(initial=(float(h0.mean()), float(m0.mean())),
+                                   final=(float(h1.mean()), float(m1.mean())), queries=len(h0), **d)
+                md.append(f"| {label} | {len(h0)} | {h0.mean():.1f} / {m0.mean():.1f} | "
+                          f"{h1.mean():.1f} / {m1.mean():.1f} | {_ci(d['R@1'])} | "
+                          f"{_ci(d[f'MRR@{mrr}'])} | {d['mcnemar_r1']['p_value']:.3g} |")
+            md.append("")
+            out[f"{run}/{level}"] = rows
+    return out, md
+
+
+def write_report(results: str, seed: int = 0) -> str:
+    seed_dir = os.path.join(results, f"seed_{seed}")
+    x, xmd = xmrc_tables(seed_dir)
+    m, mmd = mccrolin_tables(seed_dir)
+    md = ["# Replication on multilingual-e5-small: results", "",
+          "Generated by `python -m xmrc_jax.replication --report-only --results "
+          f"{results}` from the files in this folder (one seed: the intervals are over questions).",
+          ""] + xmd + mmd
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(results, "README.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(os.path.join(results, "report.json"), "w", encoding="utf-8") as f:
+        json.dump({"xmrc": x, "mccrolin": m}, f, indent=2)
+    print(text)
+    return text
