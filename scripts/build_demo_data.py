@@ -5,6 +5,9 @@
 * train_en.json: SQuAD v1.1 dev paragraphs that XQuAD does not use (XQuAD's paragraphs come from
   SQuAD dev, so this keeps evaluation free of training passages), whole paragraphs, up to
   --train-questions questions.
+* dev_en.json: the English selection set: whole SQuAD v1.1 dev articles after those train_en.json
+  draws from (never XQuAD's paragraphs), up to --dev-questions questions. Not part of the
+  tokenizer's training text (added after the tokenizer was built).
 * mlqa.<lang>.json / xquad.<lang>.json for en es de ar hi vi zh: the first whole paragraphs of the
   MLQA dev and XQuAD files, up to --eval-questions questions each. XQuAD keeps the same
   question ids across languages (parallel data for the McCrolin demo).
@@ -40,6 +43,30 @@ def slice_paragraphs(data, max_questions, keep=lambda p: True):
         if n >= max_questions:
             break
     return {"version": data.get("version", ""), "data": out}, n
+
+
+def dev_slice(squad, train, xquad_contexts, max_questions):
+    """Whole articles of ``squad`` after the last one ``train`` draws from, without XQuAD's
+    paragraphs: article-disjoint from the training slice."""
+    titles = [a["title"] for a in squad["data"]]
+    after = titles.index(train["data"][-1]["title"]) + 1
+    rest = {"version": squad.get("version", ""), "data": squad["data"][after:]}
+    dev, n = slice_paragraphs(rest, max_questions, lambda p: p["context"] not in xquad_contexts)
+    train_titles = {a["title"] for a in train["data"]}
+    assert not any(a["title"] in train_titles for a in dev["data"])
+    return dev, n
+
+
+def write_dev(shared, out, max_questions=100, train_questions=1200):
+    """Writes dev_en.json only (the rest of the demo data stays as it is)."""
+    xquad_en = json.load(open(os.path.join(shared, "xquad/xquad.en.json"), encoding="utf-8"))
+    xquad_contexts = {p["context"] for a in xquad_en["data"] for p in a["paragraphs"]}
+    squad = json.load(open(os.path.join(shared, "squad_v1.1/dev-v1.1.json"), encoding="utf-8"))
+    train, _ = slice_paragraphs(squad, train_questions, lambda p: p["context"] not in xquad_contexts)
+    dev, n = dev_slice(squad, train, xquad_contexts, max_questions)
+    with open(os.path.join(out, "dev_en.json"), "w", encoding="utf-8") as f:
+        json.dump(dev, f, ensure_ascii=False, separators=(",", ":"))
+    print("dev_en.json", n, "questions")
 
 
 def xquad_slice(path, question_ids):
@@ -93,8 +120,12 @@ def main():
     ap.add_argument("--out", default="data/demo")
     ap.add_argument("--train-questions", type=int, default=1200)
     ap.add_argument("--eval-questions", type=int, default=150)
+    ap.add_argument("--dev-questions", type=int, default=100)
     ap.add_argument("--vocab-size", type=int, default=8000)
+    ap.add_argument("--only-dev", action="store_true", help="write dev_en.json only")
     args = ap.parse_args()
+    if args.only_dev:
+        return write_dev(args.shared, args.out, args.dev_questions, args.train_questions)
     os.makedirs(args.out, exist_ok=True)
     texts = []
 
@@ -133,6 +164,7 @@ def main():
             json.dump(first, f, ensure_ascii=False, separators=(",", ":"))
     size = build_tokenizer(texts, os.path.join(args.out, "tokenizer"), args.vocab_size)
     print("tokenizer", size, "tokens")
+    write_dev(args.shared, args.out, args.dev_questions, args.train_questions)
 
 
 if __name__ == "__main__":

@@ -256,6 +256,7 @@ def test_exports_carry_max_length_and_sentence_transformers_metadata(tmp_path):
     ids = jnp.asarray(tok(["query: a b c", "passage: d"], padding=True)["input_ids"])
     mask = (ids != tok.pad_token_id).astype(jnp.int32)
     back, back_params = load_pretrained(str(tmp_path / "emb"), "embed")
+    assert not back.add_pooler and "pooler" not in back_params["encoder"]   # a placeholder only
     want = emb.apply({"params": init_params(emb, jax.random.PRNGKey(0))}, ids, mask, jnp.zeros_like(ids))
     got = back.apply({"params": back_params}, ids, mask, jnp.zeros_like(ids))
     np.testing.assert_allclose(np.asarray(got.embeddings), np.asarray(want.embeddings), atol=1e-6)

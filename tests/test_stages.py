@@ -31,6 +31,7 @@ def _mrc_config(**hl):
     c = _tiny(demo.get_config())
     c.data.max_seq_length, c.data.doc_stride, c.data.max_query_length = 64, 32, 16
     c.data.limit_per_file = 24
+    c.data.dev = []                 # the demo's selection set: only where a test asks for it
     c.data.eval = [dict(path=os.path.join(DEMO, f"{ds}.{lang}.json"), language=lang, name=ds,
                         limit=10) for ds, lang in (("mlqa", "en"), ("xquad", "es"))]
     c.hl.num_contrast = 5

@@ -399,3 +399,29 @@ def test_unwritable_workdir_is_named_before_any_work(tmp_path):
                           f"--workdir={blocker / 'wd'}"], cwd=ROOT, capture_output=True, text=True)
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode != 0 and f"--workdir {blocker / 'wd'}: cannot be created" in last
+
+
+def test_a_run_logs_to_its_workdir_and_tensorboard_gets_what_people_look_for(tmp_path):
+    wd = tmp_path / "wd"
+    cmd = [sys.executable, "-m", "xmrc_jax.main", "--config=configs/demo.py", f"--workdir={wd}",
+           "--config.stages=(baseline,)", "--config.train.max_steps=3", "--config.train.log_every=1",
+           "--config.train.eval_every=2", "--config.model.arch.num_hidden_layers=1",
+           "--config.model.arch.hidden_size=16", "--config.model.arch.intermediate_size=32",
+           "--config.model.arch.num_attention_heads=2", "--config.data.max_seq_length=64",
+           "--config.data.doc_stride=32", "--config.data.max_query_length=16",
+           "--config.data.limit_per_file=32"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    log_text = (wd / "log.txt").read_text()
+    assert "=== stage baseline" in log_text and "baseline step 3/3" in log_text
+    rows = [json.loads(x) for x in open(wd / "baseline" / "metrics.jsonl")]
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    # warm-up then decay: the rate each step used (peak 1e-3 after round(0.1 * 3) = 0 -> 1 step)
+    assert steps[0]["learning_rate"] == 0.0 and steps[1]["learning_rate"] == pytest.approx(1e-3)
+    assert steps[2]["learning_rate"] == pytest.approx(5e-4)
+    dev = [r for r in rows if "dev_score" in r]
+    assert [r["step"] for r in dev] == [2, 3]
+    assert dev[0]["dev_score"] == dev[0]["dev/squad_en/f1"] and "dev/squad_en/exact_match" in dev[0]
+    hparams = next(r["text"] for r in rows if r.get("tag") == "hparams")
+    assert "| train.learning_rate | 0.001 |" in hparams and "| total_steps | 3 |" in hparams
+    assert "| data.max_seq_length | 64 |" in hparams

@@ -60,6 +60,7 @@ def main(argv):
             raise PermissionError(f"--workdir {FLAGS.workdir}: cannot be created ({e.strerror})") from e
         if not os.access(FLAGS.workdir, os.W_OK):
             raise PermissionError(f"--workdir {FLAGS.workdir}: not writable")
+        _log_to_workdir(FLAGS.workdir)
         run_stages(FLAGS.config, FLAGS.workdir)
     except (FileNotFoundError, DataError, ValueError, FloatingPointError, PermissionError) as e:
         # User errors (missing weights or data, a bad data file or setting, a NaN stop, an
@@ -67,6 +68,16 @@ def main(argv):
         if verbose:
             raise
         raise SystemExit(f"xmrc_jax: {e}  (--verbose shows the traceback)") from None
+
+
+def _log_to_workdir(workdir: str):
+    """Every log line of the run also goes to ``WORKDIR/log.txt`` (appended; other processes of
+    a multi-process run write ``log-<process>.txt``)."""
+    i = jax.process_index()
+    handler = logging.FileHandler(os.path.join(workdir, "log.txt" if i == 0 else f"log-{i}.txt"),
+                                  encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def _unknown_key_message(argv, missing: str) -> str:
@@ -118,7 +129,12 @@ def run():
     app.run(main, flags_parser=_parse_flags)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console entry point: ``run()`` in a process whose malloc uses huge pages."""
     from xmrc_jax.hostmem import reexec_with_huge_pages
     reexec_with_huge_pages()
     run()
+
+
+if __name__ == "__main__":
+    cli()

@@ -255,5 +255,12 @@ def _write(path: str, obj):
     write_json(path, obj, indent=None)
 
 
-if __name__ == "__main__":
+def cli():
+    """The console entry point: ``main()`` in a process whose malloc uses huge pages."""
+    from xmrc_jax.hostmem import reexec_with_huge_pages
+    reexec_with_huge_pages()
     main()
+
+
+if __name__ == "__main__":
+    cli()

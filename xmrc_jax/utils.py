@@ -30,6 +30,13 @@ class MetricsWriter:
             except ImportError:
                 log.info("tensorboardX is not installed: metrics go to %s/metrics.jsonl only", logdir)
 
+    def write_text(self, tag: str, text: str, step: int = 0):
+        """A text entry (TensorBoard's Text tab; a ``{"text": ...}`` line in metrics.jsonl)."""
+        if self._f is not None:
+            self._f.write(json.dumps({"step": int(step), "tag": tag, "text": text}) + "\n")
+            if self._tb is not None:
+                self._tb.add_text(tag, text, int(step))
+
     def write_scalars(self, step, scalars):
         if self._f is not None:
             values = {k: float(v) for k, v in scalars.items()}

@@ -16,9 +16,14 @@ class Evaluator:
 
     def __init__(self, score_params: Callable, save: Optional[Callable] = None, what: str = "dev"):
         self._score_params, self._save, self.what = score_params, save, what
+        self.details = {}
 
     def score(self, state) -> float:
-        return float(self._score_params(state.params["model"]))
+        """The score; a ``score_params`` that returns ``(score, details)`` leaves its details
+        (``{name: value}``, e.g. per-language F1 / EM) in ``self.details`` for the metrics."""
+        out = self._score_params(state.params["model"])
+        out, self.details = out if isinstance(out, tuple) else (out, {})
+        return float(out)
 
     def save_best(self, state, step: int, score: float):
         if self._save is not None:

@@ -85,13 +85,18 @@ def evaluate_files(module, params, files, mesh, *, batch_size: int, n_best: int,
 
 
 def dev_f1(module, files, mesh, *, batch_size: int, n_best: int, max_answer_len: int):
-    """``score(params) -> average F1`` over ``files = [(FileSpec, examples, windows)]`` (the
-    windows are built once by the caller, not at every evaluation)."""
+    """``score(params) -> (average F1, {"<dataset>_<lang>/f1" | "/exact_match": value})`` over
+    ``files = [(FileSpec, examples, windows)]`` (the windows are built once by the caller, not
+    at every evaluation)."""
     def score(params):
-        f1 = [score_file(module, params, fs, ex, feats, mesh, batch_size=batch_size,
-                         n_best=n_best, max_answer_len=max_answer_len)[0]["f1"]
-              for fs, ex, feats in files]
-        return sum(f1) / len(f1)
+        details, f1 = {}, []
+        for fs, ex, feats in files:
+            res = score_file(module, params, fs, ex, feats, mesh, batch_size=batch_size,
+                             n_best=n_best, max_answer_len=max_answer_len)[0]
+            f1.append(res["f1"])
+            details[f"{fs.name}_{fs.language}/f1"] = res["f1"]
+            details[f"{fs.name}_{fs.language}/exact_match"] = res["exact_match"]
+        return sum(f1) / len(f1), details
     return score
 
 

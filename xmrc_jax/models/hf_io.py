@@ -155,6 +155,20 @@ def _read_safetensors(path: str) -> dict:
     return out
 
 
+PLACEHOLDER_POOLER = "xmrc_jax.pooler"   # safetensors metadata: the pooler is transformers' init
+
+
+def _placeholder_pooler(folder: str) -> bool:
+    """Whether the export's pooler was written only for transformers' sake (never trained,
+    never used): then it is not loaded, and the model stays without one."""
+    path = os.path.join(folder, "model.safetensors")
+    if not os.path.exists(path):
+        return False
+    from safetensors import safe_open
+    with safe_open(path, "np") as f:
+        return (f.metadata() or {}).get(PLACEHOLDER_POOLER) == "initialised"
+
+
 def read_state_dict(folder: str) -> dict:
     """All tensors of a Hugging Face checkpoint folder as numpy arrays, by their stored names."""
     single = os.path.join(folder, "model.safetensors")
@@ -247,7 +261,8 @@ def load_pretrained(name_or_path: str, head: Optional[str] = "span", *, pooling:
     tensors = {}
     for k, v in raw.items():
         tensors.setdefault(_canonical(k), (k, v))
-    with_pooler = head != "span" and "pooler.dense.weight" in tensors
+    with_pooler = (head != "span" and "pooler.dense.weight" in tensors
+                   and not _placeholder_pooler(folder))
     module = build_model(config, head, pooling=pooling, dtype=dtype, param_dtype=param_dtype,
                          remat=remat, add_pooler=with_pooler, kernels=kernels,
                          remat_policy=remat_policy)
@@ -333,7 +348,10 @@ def save_pretrained(module: EncoderWithHead, params, out_dir: str, tokenizer=Non
         tensors["pooler.dense.weight"] = (rng.standard_normal((h, h)) * module.initializer_range
                                           ).astype(np.float32)
         tensors["pooler.dense.bias"] = np.zeros(h, np.float32)
-    save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+        metadata = {"format": "pt", PLACEHOLDER_POOLER: "initialised"}
+    else:
+        metadata = {"format": "pt"}
+    save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata=metadata)
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(_hf_config(module), f, indent=2, sort_keys=True)
     if tokenizer is not None:

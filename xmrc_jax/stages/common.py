@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from xmrc_jax.eval.evaluator import Evaluator
+from xmrc_jax.stages.artifacts import config_subset
 from xmrc_jax.train.trainer import TrainJob, run_training
 
 log = logging.getLogger("xmrc_jax")
@@ -26,7 +27,8 @@ def train_and_export(ctx, name: str, module, objective, arrays, epochs, init_par
                    checkpoint_dir=wd.checkpoints(name), log_dir=wd.stage_dir(name),
                    init_params=init_params, extra_params=extra_params, consts=consts,
                    evaluator=evaluator, precision=rt.precision, seed=ctx.config.seed,
-                   learning_rates=learning_rates or {}, hooks=tuple(hooks))
+                   learning_rates=learning_rates or {}, hooks=tuple(hooks),
+                   hparams=config_subset(ctx.config, ctx.stage.config))
     params = run_training(ctx.config.train, job)
     wd.save_model(wd.export(name), module, params["model"], rt.tokenizer, prompts=rt.prompts)
     return params

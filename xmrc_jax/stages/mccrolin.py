@@ -17,6 +17,7 @@ import os
 import jax
 import numpy as np
 
+from xmrc_jax import distributed
 from xmrc_jax.data import DataError, load_specs
 from xmrc_jax.data.retrieval import join_parallel, split_by_article, training_tuples
 from xmrc_jax.data.text import encode_columns
@@ -24,6 +25,7 @@ from xmrc_jax.eval import report, retrieval as retrieval_eval
 from xmrc_jax.models import init_params
 from xmrc_jax.stages.common import train_and_export
 from xmrc_jax.tasks import retrieval_qa
+from xmrc_jax.utils import MetricsWriter
 
 log = logging.getLogger("xmrc_jax")
 
@@ -160,6 +162,16 @@ def mccrolin(ctx):
         previous, _ = wd.trained_model(name, c.eval.use_best)
         scores[r] = _round_dev(ctx, r, previous)
     best = _best_round(ctx, scores)
+    if scores[0] is not None:           # each round's dev scores on one TensorBoard curve
+        writer = MetricsWriter(wd.stage_dir("mccrolin"), enabled=distributed.is_main_process())
+        try:
+            for r, s in scores.items():
+                writer.write_scalars(r, {f"round_dev/{lang}/{m}": v
+                                         for lang, per in s["passage"].items()
+                                         for m, v in per.items() if m in ("R@1", "R@10", "MRR@10")
+                                         or m == c.retrieval.select_metric})
+        finally:
+            writer.close()
     wd.write_json(wd.rounds(), {"select_metric": c.retrieval.select_metric, "best_round": best,
                                 "dev": {str(r): s for r, s in scores.items()}})
     wd.copy_model(wd.trained_model(wd.round_name(best), c.eval.use_best)[0],
@@ -194,4 +206,7 @@ def retrieval(ctx):
              + f"\nSelection: {selection}\n\n" + report.retrieval_markdown(results))
     wd.write_results("retrieval", table, {"models": named, "selection": selection,
                                           "results": results},
-                     lambda path: report.plot_retrieval(results, path))
+                     lambda path: report.plot_retrieval(
+                         results, path, ("R@1", f"MRR@{c.retrieval.mrr_at}"),
+                         f"run {os.path.basename(os.path.abspath(wd.root))}: "
+                         + "; ".join(f"{k} = {v}" for k, v in named.items())))

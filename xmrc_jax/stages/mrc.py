@@ -209,4 +209,5 @@ def evaluate(ctx):
     wd.write_results("evaluate", table, {"model": what, "selection": selection,
                                          "averages": report.averages(results),
                                          "results": results},
-                     lambda path: report.plot_results(results, ks, path))
+                     lambda path: report.plot_results(
+                         results, ks, path, f"run {os.path.basename(os.path.abspath(wd.root))}: {what}"))

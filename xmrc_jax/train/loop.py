@@ -208,8 +208,9 @@ class LogMetrics(Hook):
     """Every ``every`` steps (and at the end): one log line with rate and ETA, and the scalars to
     ``writer`` (``eval.report.MetricsWriter``)."""
 
-    def __init__(self, every: int, writer=None, examples_per_step: int = 0):
+    def __init__(self, every: int, writer=None, examples_per_step: int = 0, schedule=None):
         self.every, self.writer, self.examples_per_step = every, writer, examples_per_step
+        self.schedule = schedule            # step -> learning rate (logged as learning_rate)
         self._t, self._step = time.time(), 0
 
     def start(self, step):
@@ -221,6 +222,8 @@ class LogMetrics(Hook):
         now = time.time()
         rate = (info.step - self._step) / max(now - self._t, 1e-9)
         vals = {k: float(v) for k, v in info.metrics.items()}
+        if self.schedule is not None:       # the rate the step just taken used
+            vals["learning_rate"] = float(self.schedule(info.step - 1))
         eta = (info.total_steps - info.step) / max(rate, 1e-9)
         log.info("%s step %d/%d  %s  %.2f steps/s  %.1f ex/s  eta %.0fs", info.name, info.step,
                  info.total_steps, "  ".join(f"{k} {v:.4g}" for k, v in sorted(vals.items())),
@@ -262,7 +265,9 @@ class DevEvaluation(Hook):
         log.info("%s step %d: dev score %.3f (best %s)", info.name, info.step, score,
                  f"{score:.3f}, new" if improved else f"{best['score']:.3f} at step {best['step']}")
         if self.writer is not None:
-            self.writer.write_scalars(info.step, {"dev_score": score})
+            details = getattr(self.evaluator, "details", None) or {}
+            self.writer.write_scalars(info.step, {"dev_score": score,
+                                                  **{f"dev/{k}": v for k, v in details.items()}})
         if improved:
             self.best = {"step": info.step, "score": score}
             self.evaluator.save_best(info.state, info.step, score)

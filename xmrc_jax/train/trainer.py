@@ -68,6 +68,7 @@ class TrainJob:
     seed: int = 0
     learning_rates: dict = dataclasses.field(default_factory=dict)   # extra params' own rates
     hooks: tuple = ()                   # further loop hooks (train.loop.Hook), run after the rest
+    hparams: dict = dataclasses.field(default_factory=dict)   # settings shown in TensorBoard
 
 
 def total_steps(train_cfg, batches_per_epoch: int, epochs: float) -> int:
@@ -88,7 +89,7 @@ def run_training(train_cfg, job: TrainJob):
     if iterator.dropped_per_epoch:
         log.info("%s: %d rows per epoch left out of the last incomplete batch (reshuffled "
                  "every epoch)", job.name, iterator.dropped_per_epoch)
-    tx, _ = st.make_optimizer(train_cfg.learning_rate, total, train_cfg.warmup_ratio,
+    tx, schedule = st.make_optimizer(train_cfg.learning_rate, total, train_cfg.warmup_ratio,
                               train_cfg.weight_decay, train_cfg.max_grad_norm,
                               job.learning_rates)
     example = {k: v[:global_batch] for k, v in job.arrays.items()}
@@ -97,7 +98,11 @@ def run_training(train_cfg, job: TrainJob):
                                    extra_params=job.extra_params, consts=job.consts,
                                    precision=job.precision, grad_accum_steps=accum)
     writer = MetricsWriter(job.log_dir, enabled=distributed.is_main_process())
-    hooks = [loop.NanGuard(), loop.LogMetrics(train_cfg.log_every, writer, global_batch)]
+    hparams = {**job.hparams, **{f"train.{k}": v for k, v in train_cfg.items()},
+               "total_steps": total}
+    writer.write_text("hparams", "| setting | value |\n|---|---|\n" + "\n".join(
+        f"| {k} | {v} |" for k, v in sorted(hparams.items())))
+    hooks = [loop.NanGuard(), loop.LogMetrics(train_cfg.log_every, writer, global_batch, schedule)]
     if job.evaluator is not None and train_cfg.eval_every > 0:
         hooks.append(loop.DevEvaluation(job.evaluator, train_cfg.eval_every, writer))
     hooks += list(job.hooks)
