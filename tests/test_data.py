@@ -194,3 +194,24 @@ def test_a_context_that_dominates_the_windows_is_reported():
     got = dominant_contexts(exs, feats)
     assert [(e.id, n) for e, n, _ in got] == [("q0", 96)] and got[0][2] == pytest.approx(0.96)
     assert dominant_contexts(exs, {"example_index": np.arange(5).repeat(20)}) == []
+
+
+def test_a_file_with_no_questions_is_named(tmp_path):
+    from xmrc_jax.data import DataError, load_specs
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"version": "1.1", "data": []}')
+    with pytest.raises(DataError, match=r"config.data.eval\[0\]: .*empty.json \(de\) has 0 questions"):
+        load_specs([dict(path=str(empty), language="de", name="mine")], where="config.data.eval")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": "abc", "qas": [
+        {"id": "q1", "question": "?", "answers": [{"text": "zzz", "answer_start": 0}]}]}]}]}))
+    with pytest.raises(DataError, match=r"has 0 questions \(1 skipped as bad records\)"):
+        load_specs([dict(path=str(bad), language="en", name="mine")], skip_bad=True)
+
+
+def test_a_missing_local_model_folder_is_not_sent_to_the_hub():
+    from xmrc_jax.models.hf_io import _resolve, looks_like_path
+    assert looks_like_path("/models/xlmr") and looks_like_path("./m") and looks_like_path("a/b/c")
+    assert not looks_like_path("xlm-roberta-base") and not looks_like_path("intfloat/multilingual-e5-small")
+    with pytest.raises(FileNotFoundError, match="/models/none: no such checkpoint folder"):
+        _resolve("/models/none")

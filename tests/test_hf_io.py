@@ -269,3 +269,12 @@ def test_exports_carry_max_length_and_sentence_transformers_metadata(tmp_path):
     m = np.asarray(mask)[..., None]
     pooled = (out.last_hidden_state.numpy() * m).sum(1) / m.sum(1)       # mean pooling
     np.testing.assert_allclose(pooled, np.asarray(want.embeddings), atol=1e-5)
+    st_lib = pytest.importorskip("sentence_transformers")
+    model = st_lib.SentenceTransformer(str(tmp_path / "emb"), device="cpu")
+    got = model.encode(["a b c", "d"], prompt_name="query", convert_to_numpy=True)
+    q = tok(["query: a b c", "query: d"], padding=True)
+    q_ids = jnp.asarray(q["input_ids"])
+    q_mask = jnp.asarray(q["attention_mask"])
+    want_q = emb.apply({"params": init_params(emb, jax.random.PRNGKey(0))}, q_ids, q_mask,
+                       jnp.zeros_like(q_ids)).embeddings
+    np.testing.assert_allclose(got, np.asarray(want_q), atol=1e-5)

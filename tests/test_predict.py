@@ -121,3 +121,36 @@ def test_widening_to_whole_words():
     assert de[slice(*widen_to_words(de, s, s + 5))] == "Übergänge"
     hi = "नॉर्मन लोग"                                                               # marks inside
     assert hi[slice(*widen_to_words(hi, 1, 3))] == "नॉर्मन"
+
+
+def test_batches_cut_to_their_longest_window_give_the_same_spans():
+    import jax
+    import numpy as np
+    from xmrc_jax import mesh as sh
+    from xmrc_jax.data import build_features, eval_batches, read_squad_file
+    from xmrc_jax.eval.span_qa import predict_windows
+    from xmrc_jax.models import EncoderConfig, build_model, init_params, load_tokenizer
+    tok = load_tokenizer(os.path.join(DEMO, "tokenizer"))
+    examples = []
+    for lang in ("en", "zh", "hi"):
+        examples += read_squad_file(os.path.join(DEMO, f"mlqa.{lang}.json"), lang, limit=12)[0]
+    feats = build_features(examples, tok, 192, 64, 32)
+    lengths = feats["attention_mask"].sum(1)
+    assert lengths.min() < 96 < lengths.max()               # windows of very different lengths
+    batches = list(eval_batches({k: feats[k] for k in ("input_ids", "attention_mask")}, 8, 32))
+    assert {b["input_ids"].shape[1] for b in batches} > {192} and all(
+        b["input_ids"].shape[1] % 32 == 0 for b in batches)
+    seen = np.concatenate([b["index"][b["valid"]] for b in batches])
+    assert sorted(seen) == list(range(len(lengths)))        # every window once
+    for b in batches:                                       # no real token is cut off
+        assert (lengths[b["index"][b["valid"]]] <= b["input_ids"].shape[1]).all()
+    cfg = EncoderConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=194)
+    module = build_model(cfg, "span")
+    params = init_params(module, jax.random.PRNGKey(0))
+    mesh = sh.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    full = predict_windows(module, params, feats, mesh, 8, 10, 30, length_multiple=0)
+    cut = predict_windows(module, params, feats, mesh, 8, 10, 30, length_multiple=32)
+    np.testing.assert_array_equal(full[0], cut[0])
+    np.testing.assert_array_equal(full[1], cut[1])
+    np.testing.assert_allclose(full[2], cut[2], atol=1e-5)

@@ -88,11 +88,12 @@ KEEP = {"evaluate": ("results.json", "predictions_*.json", "selection.json"),
 
 def collect(run_dir: str, out_dir: str):
     """Copies the small result files of one run (see ``KEEP``) plus its ``config.json`` and
-    each stage's ``metrics.jsonl`` into ``out_dir``."""
+    each stage's ``metrics.jsonl`` into ``out_dir``; stages linked from another run are that
+    run's to copy."""
     copied = 0
     for stage, patterns in KEEP.items():
         src = os.path.join(run_dir, stage)
-        if not os.path.isdir(src):
+        if not os.path.isdir(src) or os.path.islink(src):    # a stage shared from another run
             continue
         files = [f for p in patterns + ("**/metrics.jsonl",)
                  for f in glob.glob(os.path.join(src, p), recursive=True)]

@@ -82,13 +82,13 @@ def _settings(seed_dir: str, runs) -> list:
     d, t, hl = c["data"], c["train"], c["hl"]
     limits = sorted({int(s.get("limit", 0)) for s in d["eval"]})
     lines = ["## Settings", "",
-             f"- encoder: `{os.path.basename(str(c['model']['name']).rstrip('/'))}` "
-             f"(`{c['model']['name']}`), fp32 on CPU",
+             f"- encoder: `{c['model']['name']}` (`model.name`), fp32 on CPU",
              f"- training data: {', '.join(os.path.basename(s['path']) for s in d['train'])}; "
              f"English selection set: {', '.join(os.path.basename(s['path']) for s in d['dev'])} "
              f"(selection rule `{c['eval']['selection']}`)",
-             f"- test sets: {len(d['eval'])} files (MLQA dev, XQuAD), the first "
-             f"{limits} questions of each file (0 = all)",
+             f"- test sets: {len(d['eval'])} files (MLQA dev, XQuAD), "
+             + (f"the first {limits[0]} questions of each file" if limits != [0] else "every question")
+             + f" ({', '.join(str(x) for x in limits)})" * (len(limits) > 1),
              f"- sequence {d['max_seq_length']} (stride {d['doc_stride']}), batch "
              f"{t['batch_size']}, lr {t['learning_rate']}, warm-up {t['warmup_ratio']}, "
              f"{t['epochs']} epoch(s) baseline, {hl['epochs']} epoch(s) second stage, seed {c['seed']}",
@@ -98,7 +98,11 @@ def _settings(seed_dir: str, runs) -> list:
     for run, stage in (("base", "baseline"), ("full", "hl_aacl"), ("control", "hl_aacl")):
         s = _step_time(os.path.join(seed_dir, run), stage) if run in runs else None
         if s:
-            lines.append(f"- measured step time, {LABELS[run]}: {s:.2f} s")
+            lines.append(f"- step time, {LABELS[run]}: {s:.2f} s (median of the logged intervals "
+                         "of that run, on whatever else the machine was doing)")
+    missing = [LABELS[r] for r in ("base", "control", "full") if r not in runs]
+    if missing:
+        lines.append(f"- not run yet (the same command resumes): {'; '.join(missing)}")
     return lines + [""]
 
 
@@ -126,6 +130,10 @@ def xmrc_tables(seed_dir: str):
         md += [f"| {LABELS[r]} | " + " | ".join(f"{em_at[r][k]:.1f}" for k in ks)
                + f" | {em_at[r][ks[-1]] - em_at[r][ks[0]]:.1f} |" for r in runs]
         pairs = {}
+        if not any(a in runs and b in runs for b, a in PAIRS):
+            out["datasets"][ds] = dict(f1_em=table, em_at=em_at, paired=pairs)
+            md.append("")
+            continue
         md += ["", f"### {ds}: paired differences (B - A; 95 % bootstrap interval over questions; McNemar on EM)", "",
                "| B - A | questions | F1 (avg) | EM (avg) | McNemar p | F1 (avg6) |", "|---|---|---|---|---|---|"]
         for b, a in PAIRS:

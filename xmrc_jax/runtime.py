@@ -17,6 +17,7 @@ from typing import Any, Optional
 import jax
 
 from xmrc_jax import mesh as sh
+from xmrc_jax.models.hf_io import looks_like_path
 from xmrc_jax.models import EncoderConfig, build_model, load_pretrained, load_tokenizer, \
     read_config
 from xmrc_jax.train import state as st
@@ -86,6 +87,8 @@ def build(config, cache_dir: str) -> Runtime:
                          "folder or hub id")
     name = config.model.name
     if name:
+        if not os.path.isdir(name) and looks_like_path(name):
+            raise FileNotFoundError(f"config.model.name {name!r}: no such checkpoint folder")
         if not os.path.isdir(name) and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise FileNotFoundError(
                 f"config.model.name {name!r} is not a local folder and the hub is "

@@ -166,8 +166,16 @@ def load_specs(specs, skip_bad: bool = False, where: str = "data") -> list:
     for i, spec in enumerate(specs):
         for fs in expand(spec, f"{where}[{i}]"):
             ex, rep = load(fs, skip_bad)
+            if not ex:
+                raise DataError(f"{where}[{i}]: {fs.path or fs.name} ({fs.language}) has 0 "
+                                f"questions{_why_empty(rep)}")
             out.append((fs, ex, rep))
     return out
+
+
+def _why_empty(rep) -> str:
+    n = getattr(rep, "num_skipped", 0)
+    return f" ({n} skipped as bad records)" if n else ""
 
 
 def _norm_context(text: str) -> str:

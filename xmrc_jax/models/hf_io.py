@@ -122,12 +122,20 @@ def _canonical(name: str) -> str:
 
 # --------------------------------------------------------------------------- reading files
 
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id (``owner/name`` or ``name``)."""
+    return (name.startswith((os.sep, ".", "~")) or name.count("/") > 1
+            or (os.altsep is not None and os.altsep in name))
+
+
 def _resolve(name_or_path: str) -> str:
     if os.path.isdir(name_or_path):
         return name_or_path
     if os.path.exists(name_or_path):
         raise ValueError(f"{name_or_path}: expected a checkpoint folder (config.json + weights), "
                          "got a file")
+    if looks_like_path(name_or_path):
+        raise FileNotFoundError(f"{name_or_path}: no such checkpoint folder")
     try:
         from huggingface_hub import snapshot_download
         return snapshot_download(name_or_path, allow_patterns=[
@@ -137,7 +145,7 @@ def _resolve(name_or_path: str) -> str:
         raise FileNotFoundError(
             f"{name_or_path!r} is neither a local checkpoint folder nor reachable on the Hugging "
             f"Face hub ({type(e).__name__}): download it where the hub is reachable "
-            f"(huggingface-cli download {name_or_path} --local-dir DIR) and pass the folder "
+            f"(hf download {name_or_path} --local-dir DIR) and pass the folder "
             "(--config.model.name=DIR).") from e
 
 
