@@ -139,8 +139,10 @@ def test_prefix_free_and_old_layernorm_names_load(tmp_path):
 
 
 def test_unknown_local_name_gives_offline_message():
-    with pytest.raises(FileNotFoundError, match="neither a local checkpoint folder"):
+    with pytest.raises(FileNotFoundError, match="neither a local checkpoint folder") as e:
         load_pretrained("no-such-org/no-such-model-xyz", head="span")
+    assert "hf download no-such-org/no-such-model-xyz --local-dir DIR" in str(e.value)
+    assert "huggingface-cli" not in str(e.value)        # huggingface_hub 1.x no longer ships it
 
 
 def test_too_long_input_is_refused():

@@ -76,6 +76,17 @@ def put_batch(batch: dict, mesh: Mesh) -> dict:
     return out
 
 
+def local_rows(x, mesh: Mesh) -> np.ndarray:
+    """The rows of a batch-sharded global array that this process put in (``put_batch``): the
+    whole array in a single process; in a multi-process run, this process's part only."""
+    if jax.process_count() == 1:
+        return np.asarray(jax.device_get(x))
+    from jax.experimental import multihost_utils
+    local = multihost_utils.global_array_to_host_local_array(
+        x, mesh, P(("data", "fsdp"), *([None] * (x.ndim - 1))))
+    return np.asarray(local)
+
+
 def replicated(tree, mesh: Mesh):
     """``tree`` placed whole on every device of ``mesh`` (evaluation parameters)."""
     return jax.device_put(tree, NamedSharding(mesh, P()))

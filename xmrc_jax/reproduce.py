@@ -29,7 +29,6 @@ import argparse
 import ast
 import copy
 import importlib.util
-import json
 import logging
 import os
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import jax
 import numpy as np
 
 from xmrc_jax import mesh as sh
@@ -43,7 +42,7 @@ def embed_texts(module, params, tokenizer, mesh, texts, kind: str, r, normalize:
         bm[len(rows):, 0] = 1                         # padding rows: one token, discarded
         batch = sh.put_batch({"ids": bi, "mask": bm}, mesh)
         e = retrieval_qa.embed_jit(module, params, batch["ids"], batch["mask"], normalize)
-        out[rows] = np.asarray(jax.device_get(e))[:len(rows)]
+        out[rows] = sh.local_rows(e, mesh)[:len(rows)]
     return out
 
 

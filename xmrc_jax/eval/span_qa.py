@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import jax
 import numpy as np
 
 from xmrc_jax import mesh as sh
@@ -32,7 +31,7 @@ def predict_windows(module, params, feats, mesh, batch_size, k, max_answer_len,
         valid, index = b.pop("valid"), b.pop("index")
         res = span_qa.predict_top_k(module, params, sh.put_batch(b, mesh), k, max_answer_len)
         for dst, src in zip(out, res):
-            dst[index[valid]] = np.asarray(jax.device_get(src))[valid]
+            dst[index[valid]] = sh.local_rows(src, mesh)[valid]
     return out
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 
 from xmrc_jax.data import build_features, load_specs, remove_overlap
 from xmrc_jax.data.features import dominant_contexts
