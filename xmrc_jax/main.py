@@ -24,6 +24,18 @@ def config_root_on_path(config_path: str):
         sys.path.insert(0, root)
 
 
+def load_config_file(spec: str):
+    """``configs/x.py[:arg]`` -> its ``get_config(arg)`` (the config's repository on the path)."""
+    import importlib.util
+    path, _, arg = spec.partition(":")
+    path = os.path.abspath(path)
+    config_root_on_path(path)
+    module_spec = importlib.util.spec_from_file_location("_xmrc_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
 def _config_root_from_argv(argv):
     for i, arg in enumerate(argv):
         path = arg.split("=", 1)[1] if arg.startswith("--config=") else (
@@ -91,13 +103,8 @@ def _unknown_key_message(argv, missing: str) -> str:
             continue
         parent = parts[:parts.index(missing)]
         try:
-            import importlib.util
-            path, _, arg = next(a.split("=", 1)[1] for a in argv
-                                if a.startswith("--config=")).partition(":")
-            module_spec = importlib.util.spec_from_file_location("_xmrc_config_keys", path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-            node = module.get_config(arg or None)
+            node = load_config_file(next(a.split("=", 1)[1] for a in argv
+                                         if a.startswith("--config=")))
             for p in parent:
                 node = node[p]
             keys = sorted(node.keys())

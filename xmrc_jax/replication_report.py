@@ -39,20 +39,16 @@ def _ci(d) -> str:
 
 
 def _paired(run_a: str, run_b: str, dataset: str, langs) -> dict:
-    """B - A over the questions of ``langs`` together: bootstrap of F1 and EM, McNemar on EM."""
-    ea, fa, eb, fb = [], [], [], []
+    """B - A over the questions of ``langs`` together (``reproduce``'s paired bootstrap of F1
+    and EM and McNemar on EM, on the stored per-question scores)."""
+    from xmrc_jax.reproduce import _diff
+    a, b = {}, {}
     for lang in langs:
-        a, b = _read(scores_file(run_a, dataset, lang)), _read(scores_file(run_b, dataset, lang))
-        if set(a) != set(b):
+        sa, sb = _read(scores_file(run_a, dataset, lang)), _read(scores_file(run_b, dataset, lang))
+        if set(sa) != set(sb):
             raise ValueError(f"{dataset} {lang}: {run_a} and {run_b} scored different questions")
-        ids = sorted(a)
-        ea += [100 * a[q][0] for q in ids]
-        fa += [100 * a[q][1] for q in ids]
-        eb += [100 * b[q][0] for q in ids]
-        fb += [100 * b[q][1] for q in ids]
-    ea, fa, eb, fb = (np.asarray(x, float) for x in (ea, fa, eb, fb))
-    return dict(f1=paired_bootstrap(fa, fb), exact_match=paired_bootstrap(ea, eb),
-                mcnemar_em=mcnemar(ea > 0, eb > 0), questions=int(len(ea)))
+        a[lang], b[lang] = [sa], [sb]
+    return {**_diff(a, b, list(langs)), "questions": sum(len(a[lang][0]) for lang in langs)}
 
 
 def _groups(langs):
@@ -82,7 +78,8 @@ def _settings(seed_dir: str, runs) -> list:
     d, t, hl = c["data"], c["train"], c["hl"]
     limits = sorted({int(s.get("limit", 0)) for s in d["eval"]})
     lines = ["## Settings", "",
-             f"- encoder: `{c['model']['name']}` (`model.name`), fp32 on CPU",
+             f"- encoder: `{c['model']['name']}` (`model.name`), fp32 on CPU; each run's whole "
+             "config: `seed_<s>/<run>/config.json`",
              f"- training data: {', '.join(os.path.basename(s['path']) for s in d['train'])}; "
              f"English selection set: {', '.join(os.path.basename(s['path']) for s in d['dev'])} "
              f"(selection rule `{c['eval']['selection']}`)",
@@ -110,8 +107,10 @@ def xmrc_tables(seed_dir: str):
     runs = [r for r in LABELS if os.path.exists(os.path.join(seed_dir, r, "evaluate", "results.json"))]
     if "base" not in runs:
         return {}, []
-    res = {r: _read(os.path.join(seed_dir, r, "evaluate", "results.json"))["results"] for r in runs}
+    full = {r: _read(os.path.join(seed_dir, r, "evaluate", "results.json")) for r in runs}
+    res = {r: full[r]["results"] for r in runs}
     out, md = {"runs": runs, "datasets": {}}, _settings(seed_dir, runs)
+    md[-1:-1] = [f"- model scored by {LABELS[r]}: {full[r]['model']}" for r in runs]
     for ds, per_lang in res["base"].items():
         langs = list(per_lang)
         groups = _groups(langs)

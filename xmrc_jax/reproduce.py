@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import importlib.util
 import logging
 import os
 
@@ -41,14 +40,8 @@ log = logging.getLogger("xmrc_jax")
 
 def load_config(spec: str, overrides=()):
     """``configs/x.py[:arg]`` -> its ``get_config(arg)``, with ``KEY=VALUE`` overrides."""
-    from xmrc_jax.main import config_root_on_path
-    path, _, arg = spec.partition(":")
-    path = os.path.abspath(path)
-    config_root_on_path(path)
-    module_spec = importlib.util.spec_from_file_location("_xmrc_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    c = module.get_config(arg or None)
+    from xmrc_jax.main import load_config_file
+    c = load_config_file(spec)
     for item in overrides:
         key, _, text = item.partition("=")
         try:

@@ -168,8 +168,7 @@ def mccrolin(ctx):
             for r, s in scores.items():
                 writer.write_scalars(r, {f"round_dev/{lang}/{m}": v
                                          for lang, per in s["passage"].items()
-                                         for m, v in per.items() if m in ("R@1", "R@10", "MRR@10")
-                                         or m == c.retrieval.select_metric})
+                                         for m, v in per.items() if m.startswith(("R@", "MRR@"))})
         finally:
             writer.close()
     wd.write_json(wd.rounds(), {"select_metric": c.retrieval.select_metric, "best_round": best,
