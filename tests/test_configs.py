@@ -177,3 +177,5 @@ def test_replication_config_selects_on_held_out_english_only():
     assert c.model.name == "/m" and c.eval.selection == "english_dev"
     assert [s["path"] for s in c.data.dev] == ["/d/dev-v1.1.json"]
     assert {s["name"] for s in c.data.eval} == {"mlqa", "xquad"} and len(c.data.eval) == 19
+    assert (c.train.epochs, c.hl.epochs) == (1.0, 0.5)        # the one-session CPU budget
+    assert replication.get_config("root=/d,model=/m,hl_epochs=2").hl.epochs == 2.0

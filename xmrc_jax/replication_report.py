@@ -76,6 +76,10 @@ def _step_time(run_dir: str, stage: str):
 def _settings(seed_dir: str, runs) -> list:
     c = _read(os.path.join(seed_dir, "base", "config.json"))
     d, t, hl = c["data"], c["train"], c["hl"]
+    for run in ("full", "control"):     # the second stage's settings are the second stage's run's
+        if run in runs and os.path.exists(os.path.join(seed_dir, run, "config.json")):
+            hl = _read(os.path.join(seed_dir, run, "config.json"))["hl"]
+            break
     limits = sorted({int(s.get("limit", 0)) for s in d["eval"]})
     lines = ["## Settings", "",
              f"- encoder: `{c['model']['name']}` (`model.name`), fp32 on CPU; each run's whole "
