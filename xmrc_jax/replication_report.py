@@ -22,7 +22,7 @@ LABELS = {"base": "(a) baseline", "control": "(b) control: baseline + L_mrc",
           "full": "(c) HL + AA-CL from the baseline", "pretrained": "(d) HL + AA-CL from e5-small",
           "no_hl": "(c) - HL (L_mrc + AA-CL)", "no_aacl": "(c) - AA-CL (HL alone)"}
 PAIRS = (("full", "control"), ("full", "base"), ("control", "base"), ("pretrained", "base"),
-         ("full", "no_hl"), ("full", "no_aacl"))
+         ("full", "no_hl"), ("full", "no_aacl"), ("no_aacl", "control"), ("no_hl", "control"))
 
 
 def _read(path):
