@@ -72,6 +72,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.hl.variant = "weighted_learned"
     c.hl.type_weights = (1.0, 0.1, 0.0)  # fixed weights (gold, one boundary, none)
     c.hl.weights_lr = 0.0               # own peak lr of learned type weights (0 = train.learning_rate)
+    c.hl.learning_rate = 0.0            # peak lr of the second stage (0 = train.learning_rate)
     c.hl.init = "baseline"              # second stage starts from: baseline | pretrained
     c.hl.ablation = "full"              # full | no_hl (L_mrc + AA-CL) | no_aacl (alpha 0) | mml
     c.hl.num_candidates = 20            # |Z|

@@ -179,3 +179,20 @@ def test_replication_config_selects_on_held_out_english_only():
     assert {s["name"] for s in c.data.eval} == {"mlqa", "xquad"} and len(c.data.eval) == 19
     assert (c.train.epochs, c.hl.epochs) == (1.0, 0.5)        # the one-session CPU budget
     assert replication.get_config("root=/d,model=/m,hl_epochs=2").hl.epochs == 2.0
+
+
+def test_second_stage_learning_rate():
+    from xmrc_jax.stages import normalize, validate
+    from xmrc_jax.stages.mrc import _train_settings
+    c = default.get_base_config()
+    c.train.learning_rate = 1e-4
+    assert _train_settings(c, "hl_aacl") is c.train            # 0: train.learning_rate
+    c.hl.learning_rate = 3e-5
+    t = _train_settings(c, "hl_aacl")
+    assert t.learning_rate == 3e-5 and t.batch_size == c.train.batch_size
+    assert c.train.learning_rate == 1e-4                        # config.train is not changed
+    assert _train_settings(c, "baseline").learning_rate == 1e-4
+    c.stages = ("baseline", "mine", "hl_aacl")
+    c.hl.learning_rate = -1.0
+    with pytest.raises(ValueError, match="hl.learning_rate"):
+        validate(normalize(c))

@@ -331,3 +331,31 @@ def test_out_of_domain_test_split():
     assert {q.dataset for q in splits["train"] + splits["dev"]} == {"xquad"}
     en, _ = read_squad_file(os.path.join(ROOT, "data", "demo", "xquad.en.json"), "en")
     assert len(splits["test"]) == len(en)
+
+
+def test_embed_texts_batches_by_length_and_matches_one_text_at_a_time():
+    """Length-sorted batches cut to a multiple of 32 tokens, a padded last batch, rows put back
+    in input order: each embedding equals that text embedded alone at full length."""
+    from configs.default import get_base_config
+    from xmrc_jax.eval.retrieval import embed_texts
+    from xmrc_jax.models import init_params, load_tokenizer
+    from test_stages import DEMO
+    tok = load_tokenizer(os.path.join(DEMO, "tokenizer"))
+    module = build_model(EncoderConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=32,
+                                       max_position_embeddings=128), "embed")
+    params = init_params(module, jax.random.PRNGKey(0))
+    words = "the answer was found in a passage about rivers and old towns".split()
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(1, 60, size=21)]
+    r = get_base_config().retrieval
+    r.update(max_passage_length=96, passage_prefix="passage: ", eval_batch_size=8)
+    mesh = sh.make_mesh({"data": 2}, jax.devices()[:2])
+    got = embed_texts(module, params, tok, mesh, texts, "passage", r, normalize=True)
+    enc = tok(["passage: " + t for t in texts], max_length=96, truncation=True,
+              padding="max_length", return_tensors="np")
+    assert enc["attention_mask"].sum(1).max() > 32          # more than one width compiles
+    for i in range(len(texts)):
+        want = retrieval_qa.embed(module, params, enc["input_ids"][i:i + 1],
+                                  enc["attention_mask"][i:i + 1], True)
+        np.testing.assert_allclose(got[i], np.asarray(want)[0], atol=2e-6, rtol=1e-5)

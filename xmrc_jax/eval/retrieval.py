@@ -8,6 +8,7 @@ import logging
 import numpy as np
 
 from xmrc_jax import mesh as sh
+from xmrc_jax.data.pipeline import eval_batches
 from xmrc_jax.data.retrieval import retrieval_sets
 from xmrc_jax.data.text import encode_texts
 from xmrc_jax.eval.retrieval_metrics import first_relevant_rank, micro_average, retrieval_metrics, \
@@ -22,25 +23,23 @@ def embed_texts(module, params, tokenizer, mesh, texts, kind: str, r, normalize:
     """Embeddings ``[N, hidden]`` (fp32, L2-normalised when ``normalize``) of ``kind`` texts
     (query / passage / sentence: their length and prefix come from ``r = config.retrieval``).
 
-    Texts are sorted by length and each batch is padded only to a multiple of 32 tokens, so
-    short queries do not pay for the longest passage; a handful of shapes are compiled."""
+    Texts go longest first and each batch is cut to a multiple of 32 tokens
+    (``data.eval_batches``), so short queries do not pay for the longest passage; a handful of
+    shapes are compiled."""
     if not texts:
         return np.zeros((0, module.config.hidden_size), np.float32)
     ids, mask = encode_texts(tokenizer, texts, retrieval_qa.max_length(r, kind),
                              retrieval_qa.prefix(r, kind), f"{kind} texts")
     bs = sh.eval_batch_size(mesh, r.eval_batch_size)
-    lengths = mask.sum(1)
-    order = np.argsort(-lengths, kind="stable")
     out = np.zeros((len(texts), module.config.hidden_size), np.float32)
     params = sh.replicated(params, mesh)
-    for b in progress(range(0, len(order), bs), -(-len(order) // bs), f"embed {kind}s"):
-        rows = order[b:b + bs]
-        width = min(ids.shape[1], int(-(-lengths[rows].max() // 32) * 32))
-        bi = np.full((bs, width), tokenizer.pad_token_id, np.int32)
-        bm = np.zeros((bs, width), np.int32)
-        bi[:len(rows)], bm[:len(rows)] = ids[rows, :width], mask[rows, :width]
-        bm[len(rows):, 0] = 1                         # padding rows: one token, discarded
-        batch = sh.put_batch({"ids": bi, "mask": bm}, mesh)
+    batches = eval_batches({"ids": ids, "mask": mask}, bs, length_multiple=32, mask_key="mask")
+    for batch in progress(batches, -(-len(texts) // bs), f"embed {kind}s"):
+        valid = batch.pop("valid")
+        rows = batch.pop("index")[valid]
+        batch["ids"][~valid] = tokenizer.pad_token_id
+        batch["mask"][~valid, 0] = 1                  # padding rows: one token, discarded
+        batch = sh.put_batch(batch, mesh)
         e = retrieval_qa.embed_jit(module, params, batch["ids"], batch["mask"], normalize)
         out[rows] = sh.local_rows(e, mesh)[:len(rows)]
     return out

@@ -129,6 +129,15 @@ def _tracked_files(ctx):
     return [(fs, ex, _windows(ctx, ex))]
 
 
+def _train_settings(c, name):
+    """``config.train``, with ``hl.learning_rate`` (when set) as the second stage's peak rate."""
+    if name != "hl_aacl" or not c.hl.learning_rate:
+        return c.train
+    t = c.train.copy_and_resolve_references()
+    t.learning_rate = float(c.hl.learning_rate)
+    return t
+
+
 def _train(ctx, name, objective, init_params, arrays, epochs):
     c, rt = ctx.config, ctx.runtime
     module = rt.module(span_qa.HEAD)
@@ -139,7 +148,8 @@ def _train(ctx, name, objective, init_params, arrays, epochs):
     params = train_and_export(ctx, name, module, span_qa.objective(objective, module, c), arrays,
                               epochs, init_params, span_qa.extra_params(objective, c),
                               score=score, what="dev_f1",
-                              learning_rates=span_qa.learning_rates(objective, c), hooks=hooks)
+                              learning_rates=span_qa.learning_rates(objective, c), hooks=hooks,
+                              train_cfg=_train_settings(c, name))
     weights = span_qa.learned_type_weights(params)
     if weights:
         ctx.workdir.write_json(ctx.workdir.hl_weights(name), weights)

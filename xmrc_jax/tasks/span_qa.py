@@ -167,6 +167,9 @@ def validate(config):
             raise ValueError(f"config.hl.{key}: {hl[key]} must be at least 1")
     if hl.tau <= 0:
         raise ValueError(f"config.hl.tau: {hl.tau} must be positive")
+    for key in ("learning_rate", "weights_lr"):
+        if hl[key] < 0:
+            raise ValueError(f"config.hl.{key}: {hl[key]} must be >= 0 (0 = train.learning_rate)")
     if config.max_answer_length < 1:
         raise ValueError(f"config.max_answer_length: {config.max_answer_length} must be >= 1")
     ks = tuple(config.eval.em_at_k)
