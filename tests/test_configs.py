@@ -186,12 +186,11 @@ def test_second_stage_learning_rate():
     from xmrc_jax.stages.mrc import _train_settings
     c = default.get_base_config()
     c.train.learning_rate = 1e-4
-    assert _train_settings(c, "hl_aacl") is c.train            # 0: train.learning_rate
+    assert _train_settings(c, c.hl.learning_rate) is c.train    # 0: train.learning_rate
     c.hl.learning_rate = 3e-5
-    t = _train_settings(c, "hl_aacl")
+    t = _train_settings(c, c.hl.learning_rate)
     assert t.learning_rate == 3e-5 and t.batch_size == c.train.batch_size
     assert c.train.learning_rate == 1e-4                        # config.train is not changed
-    assert _train_settings(c, "baseline").learning_rate == 1e-4
     c.stages = ("baseline", "mine", "hl_aacl")
     c.hl.learning_rate = -1.0
     with pytest.raises(ValueError, match="hl.learning_rate"):

@@ -105,9 +105,21 @@ def test_mccrolin_report_against_the_starting_encoder(tmp_path):
     hits = [r == 1 for lang in ("es", "zh") for r in ranks["initial"]["passage"][lang].values()]
     assert abs(row["initial"][0] - 100 * np.mean(hits)) < 1e-9 and row["queries"] == len(hits)
     assert abs(row["R@1"]["mean_diff"] - (row["final"][0] - row["initial"][0])) < 1e-9
-    assert set(out) == {"mc_full/passage", "mc_full/sentence", "mc_no_update/passage",
-                        "mc_no_update/sentence"}
-    assert "McNemar" in "\n".join(md)
+    assert {"mc_full/passage", "mc_full/sentence", "mc_no_update/passage",
+            "mc_no_update/sentence", "teacher_update/passage", "teacher_update/sentence"} <= set(out)
+    # the ablation pairs the two runs' selected rounds on the same queries
+    ab = json.load(open(tmp_path / "results" / "seed_0" / "mc_no_update" / "retrieval" / "ranks.json"))
+    final = next(k for k in ab if k != "initial")
+    rr = [1 / r if 1 <= r <= 10 else 0 for lang in ("es", "zh")
+          for r in ab[final]["sentence"][lang].values()]
+    d = out["teacher_update/sentence"]
+    assert abs(d["a"][1] - 100 * np.mean(rr)) < 1e-9
+    assert abs(d["MRR@10"]["mean_diff"] - (d["b"][1] - d["a"][1])) < 1e-9
+    r10 = [1 <= r <= 10 for lang in ("es", "zh") for r in ranks["initial"]["passage"][lang].values()]
+    assert abs(out["summary"]["passage/e5-small (start)"]["R@10"] - 100 * np.mean(r10)) < 1e-9
+    assert out["rounds"]["mc_full"]["best_round"] == 1 and set(out["rounds"]["mc_full"]["dev"]) == {"0", "1"}
+    text = "\n".join(md)
+    assert "McNemar" in text and "Teacher update" in text and "round 1" in text
 
 
 def test_huge_page_environment(tmp_path):

@@ -90,6 +90,19 @@ def test_changed_settings_redo_the_stale_stage_and_its_dependants(tmp_path, capl
     log = _run(_mrc_config(num_candidates=10, alpha=0.3, variant="mml"), wd, caplog)
     assert set(_actions(log).values()) == {"skip"}
 
+    # the second stage's own rate: only hl_aacl (and evaluate) redone, at that peak rate
+    c = _mrc_config(num_candidates=10, alpha=0.3, variant="mml", learning_rate=3e-5)
+    log = _run(c, wd, caplog)
+    assert _actions(log) == {"baseline": "skip", "mine": "skip", "hl_aacl": "redo",
+                             "evaluate": "redo"} and "hl.learning_rate" in log
+
+    def rates(stage):
+        with open(wd / stage / "metrics.jsonl") as f:
+            return [r["learning_rate"] for r in map(json.loads, f) if "learning_rate" in r]
+    base, second = rates("baseline"), rates("hl_aacl")
+    assert len(base) == len(second) == 2 and c.train.learning_rate != 3e-5
+    assert np.allclose(np.array(second) * c.train.learning_rate, np.array(base) * 3e-5)
+
 
 def test_final_table_scores_the_latest_model_and_names_it(tmp_path, caplog, capsys):
     wd = tmp_path / "wd"

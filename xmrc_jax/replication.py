@@ -82,7 +82,7 @@ KEEP = {"evaluate": ("results.json", "predictions_*.json", "selection.json"),
         "baseline": ("selection.json", "artifact.json"),
         "hl_aacl": ("selection.json", "hl_type_weights.json", "artifact.json"),
         "mine": ("artifact.json",),
-        "mccrolin": ("artifact.json", "selection.json"),
+        "mccrolin": ("artifact.json", "selection.json", "rounds.json"),
         "retrieval": ("results.json", "ranks.json")}
 
 

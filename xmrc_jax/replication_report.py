@@ -163,46 +163,116 @@ def xmrc_tables(seed_dir: str):
     return out, md
 
 
-def _rank_scores(ranks: dict, level: str, langs, mrr_at: int):
-    """Per query (languages together, id order): hit@1 and reciprocal rank within ``mrr_at``,
-    in percent. A rank of 0 means no relevant candidate was retrieved."""
+def _rank_scores(ranks: dict, level: str, langs, mrr_at: int, recall_at: int = 1):
+    """Per query (languages together, id order): hit@``recall_at`` and reciprocal rank within
+    ``mrr_at``, in percent. A rank of 0 means no relevant candidate was retrieved."""
     r = np.concatenate([np.array([ranks[level][lang][q] for q in sorted(ranks[level][lang])])
                         for lang in langs])
-    return 100.0 * (r == 1), np.where((r >= 1) & (r <= mrr_at), 100.0 / np.maximum(r, 1), 0.0)
+    found = r >= 1
+    return (100.0 * (found & (r <= recall_at)),
+            np.where(found & (r <= mrr_at), 100.0 / np.maximum(r, 1), 0.0))
+
+
+def _final(ranks: dict) -> str:
+    return next(k for k in ranks if k != "initial")
+
+
+def _mc_compare(ra: dict, rb: dict, level: str, langs, mrr: int) -> dict:
+    """B - A on the same queries: paired bootstrap of R@1 and MRR, McNemar on R@1."""
+    h0, m0 = _rank_scores(ra, level, langs, mrr)
+    h1, m1 = _rank_scores(rb, level, langs, mrr)
+    return {"R@1": paired_bootstrap(h0, h1), f"MRR@{mrr}": paired_bootstrap(m0, m1),
+            "mcnemar_r1": mcnemar(h0 > 0, h1 > 0), "queries": len(h0),
+            "a": (float(h0.mean()), float(m0.mean())), "b": (float(h1.mean()), float(m1.mean()))}
+
+
+def _mc_row(label: str, d: dict, mrr: int) -> str:
+    return (f"| {label} | {d['queries']} | {d['a'][0]:.1f} / {d['a'][1]:.1f} | "
+            f"{d['b'][0]:.1f} / {d['b'][1]:.1f} | {_ci(d['R@1'])} | {_ci(d[f'MRR@{mrr}'])} | "
+            f"{d['mcnemar_r1']['p_value']:.3g} |")
 
 
 def mccrolin_tables(seed_dir: str):
+    """The McCrolin part of the report: a summary per level (non-English averages of the
+    starting encoder and of each run's selected round), each round's dev score, each run
+    against the starting encoder per language, and the teacher-update ablation (``mc_full``
+    against ``mc_no_update`` on the same queries)."""
     runs = [r for r in ("mc_full", "mc_no_update")
             if os.path.exists(os.path.join(seed_dir, r, "retrieval", "ranks.json"))]
     if "mc_full" not in runs:
         return {}, []
-    mrr = int(_read(os.path.join(seed_dir, "mc_full", "config.json"))["retrieval"]["mrr_at"])
-    out = {}
+    config = _read(os.path.join(seed_dir, "mc_full", "config.json"))
+    mrr = int(config["retrieval"]["mrr_at"])
+    recall = max(int(k) for k in config["retrieval"]["recall_at"])
+    ranks = {run: _read(os.path.join(seed_dir, run, "retrieval", "ranks.json")) for run in runs}
+    levels = list(ranks["mc_full"]["initial"])
+    langs = [lang for lang in ranks["mc_full"]["initial"][levels[0]] if lang != "en"]
+    for run in runs[1:]:
+        if ranks[run]["initial"] != ranks["mc_full"]["initial"]:
+            raise ValueError(f"{run}: its starting encoder ranks differently from mc_full's; "
+                             "the runs do not start from the same model or test split")
+    out = {"summary": {}, "rounds": {}}
     md = ["## McCrolin: the starting encoder (e5-small) against the trained one", "",
-          f"Retrieval of the English candidates for non-English questions: R@1 / MRR@{mrr} in "
-          "percent, computed from the per-query ranks; the difference to the starting encoder with "
-          "its paired 95 % bootstrap interval over queries, McNemar's test on R@1.", ""]
+          f"Retrieval of the English candidates for non-English questions ({len(langs)} "
+          f"languages: {', '.join(langs)}), test split; R@1, R@{recall} and MRR@{mrr} in percent "
+          "from the per-query ranks, averaged over the non-English queries. Each run's model is "
+          "its round selected on the dev split (passage level).", "",
+          f"| level | model | R@1 | R@{recall} | MRR@{mrr} |", "|---|---|---|---|---|"]
+    for level in levels:
+        rows = [("e5-small (start)", ranks["mc_full"]["initial"])] + [
+            (f"{run}: {_final(ranks[run])}", ranks[run][_final(ranks[run])]) for run in runs]
+        for label, rk in rows:
+            h1, m = _rank_scores(rk, level, langs, mrr)
+            hk, _ = _rank_scores(rk, level, langs, mrr, recall)
+            out["summary"][f"{level}/{label}"] = {"R@1": float(h1.mean()),
+                                                  f"R@{recall}": float(hk.mean()),
+                                                  f"MRR@{mrr}": float(m.mean())}
+            md.append(f"| {level} | {label} | {h1.mean():.2f} | {hk.mean():.2f} | {m.mean():.2f} |")
+    md.append("")
+    dev_rows = []
     for run in runs:
-        ranks = _read(os.path.join(seed_dir, run, "retrieval", "ranks.json"))
-        final = next(k for k in ranks if k != "initial")
-        for level in ranks["initial"]:
-            langs = [lang for lang in ranks["initial"][level] if lang != "en"]
-            md += [f"### {run}: {final}, {level} level", "",
+        p = os.path.join(seed_dir, run, "mccrolin", "rounds.json")
+        if os.path.exists(p):
+            rounds = _read(p)
+            sel = rounds["select_metric"]
+            avg = {r: s["passage"]["avg"][sel] for r, s in rounds["dev"].items() if s}
+            out["rounds"][run] = {"select_metric": sel, "best_round": rounds["best_round"],
+                                  "dev": avg}
+            dev_rows.append(f"| {run} | " + " | ".join(f"{avg[r]:.2f}" for r in sorted(avg, key=int))
+                            + f" | {rounds['best_round']} |")
+    if dev_rows:
+        n = max(len(v["dev"]) for v in out["rounds"].values())
+        md += [f"Dev split, passage level, average {sel} per round (round 0 = e5-small; what "
+               "selects the round):", "",
+               "| run | " + " | ".join(f"round {r}" for r in range(n)) + " | selected |",
+               "|---|" + "---|" * (n + 1)] + dev_rows + [""]
+    for run in runs:
+        final = _final(ranks[run])
+        for level in levels:
+            md += [f"### {run}: {final} against e5-small, {level} level", "",
+                   "Difference to the starting encoder with its paired 95 % bootstrap interval "
+                   "over queries; McNemar's test on R@1.", "",
                    f"| lang | queries | e5-small R@1 / MRR | {final} R@1 / MRR | R@1 diff | MRR diff | McNemar p |",
                    "|---|---|---|---|---|---|---|"]
             rows = {}
             for label, g in [(lang, [lang]) for lang in langs] + [("avg", langs)]:
-                h0, m0 = _rank_scores(ranks["initial"], level, g, mrr)
-                h1, m1 = _rank_scores(ranks[final], level, g, mrr)
-                d = {"R@1": paired_bootstrap(h0, h1), f"MRR@{mrr}": paired_bootstrap(m0, m1),
-                     "mcnemar_r1": mcnemar(h0 > 0, h1 > 0)}
-                rows[label] = dict(initial=(float(h0.mean()), float(m0.mean())),
-                                   final=(float(h1.mean()), float(m1.mean())), queries=len(h0), **d)
-                md.append(f"| {label} | {len(h0)} | {h0.mean():.1f} / {m0.mean():.1f} | "
-                          f"{h1.mean():.1f} / {m1.mean():.1f} | {_ci(d['R@1'])} | "
-                          f"{_ci(d[f'MRR@{mrr}'])} | {d['mcnemar_r1']['p_value']:.3g} |")
+                d = _mc_compare(ranks[run]["initial"], ranks[run][final], level, g, mrr)
+                rows[label] = dict(d, initial=d["a"], final=d["b"])
+                md.append(_mc_row(label, d, mrr))
             md.append("")
             out[f"{run}/{level}"] = rows
+    if "mc_no_update" in runs:
+        a, b = ranks["mc_no_update"], ranks["mc_full"]
+        md += ["### Teacher update: mc_full - mc_no_update (the paper's Table 10 ablation)", "",
+               f"mc_no_update ({_final(a)}) against mc_full ({_final(b)}), non-English queries "
+               "together; paired 95 % bootstrap interval, McNemar on R@1.", "",
+               "| level | queries | no update R@1 / MRR | with update R@1 / MRR | R@1 diff | MRR diff | McNemar p |",
+               "|---|---|---|---|---|---|---|"]
+        for level in levels:
+            d = _mc_compare(a[_final(a)], b[_final(b)], level, langs, mrr)
+            out[f"teacher_update/{level}"] = d
+            md.append(_mc_row(level, d, mrr))
+        md.append("")
     return out, md
 
 

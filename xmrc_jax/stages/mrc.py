@@ -129,16 +129,16 @@ def _tracked_files(ctx):
     return [(fs, ex, _windows(ctx, ex))]
 
 
-def _train_settings(c, name):
-    """``config.train``, with ``hl.learning_rate`` (when set) as the second stage's peak rate."""
-    if name != "hl_aacl" or not c.hl.learning_rate:
+def _train_settings(c, learning_rate=0.0):
+    """``config.train``, with ``learning_rate`` (when not 0) as the peak rate instead."""
+    if not learning_rate:
         return c.train
     t = c.train.copy_and_resolve_references()
-    t.learning_rate = float(c.hl.learning_rate)
+    t.learning_rate = float(learning_rate)
     return t
 
 
-def _train(ctx, name, objective, init_params, arrays, epochs):
+def _train(ctx, name, objective, init_params, arrays, epochs, learning_rate=0.0):
     c, rt = ctx.config, ctx.runtime
     module = rt.module(span_qa.HEAD)
     tracked = _tracked_files(ctx)
@@ -149,7 +149,7 @@ def _train(ctx, name, objective, init_params, arrays, epochs):
                               epochs, init_params, span_qa.extra_params(objective, c),
                               score=score, what="dev_f1",
                               learning_rates=span_qa.learning_rates(objective, c), hooks=hooks,
-                              train_cfg=_train_settings(c, name))
+                              train_cfg=_train_settings(c, learning_rate))
     weights = span_qa.learned_type_weights(params)
     if weights:
         ctx.workdir.write_json(ctx.workdir.hl_weights(name), weights)
@@ -192,7 +192,8 @@ def hl_aacl(ctx):
     else:
         _, params, _ = handed_on(ctx, "baseline", span_qa.HEAD)
     arrays = {**{k: feats[k] for k in span_qa.TRAIN_KEYS}, **cands}
-    _train(ctx, "hl_aacl", "hl_aacl", params, arrays, ctx.config.hl.epochs)
+    _train(ctx, "hl_aacl", "hl_aacl", params, arrays, ctx.config.hl.epochs,
+           learning_rate=ctx.config.hl.learning_rate)
 
 
 def evaluate(ctx):
