@@ -179,6 +179,10 @@ def test_replication_config_selects_on_held_out_english_only():
     assert {s["name"] for s in c.data.eval} == {"mlqa", "xquad"} and len(c.data.eval) == 19
     assert (c.train.epochs, c.hl.epochs) == (1.0, 0.5)        # the one-session CPU budget
     assert replication.get_config("root=/d,model=/m,hl_epochs=2").hl.epochs == 2.0
+    # the McCrolin runs have their own epochs, so one command runs both parts at their budgets
+    m = replication.get_config("root=/d,model=/m,epochs=2,mccrolin")
+    assert m.train.epochs == 0.25 and m.mccrolin.rounds == 3 and m.stages == ("mccrolin", "retrieval")
+    assert replication.get_config("root=/d,model=/m,mc_epochs=1,mccrolin").train.epochs == 1.0
 
 
 def test_second_stage_learning_rate():
