@@ -177,19 +177,21 @@ def _final(ranks: dict) -> str:
     return next(k for k in ranks if k != "initial")
 
 
-def _mc_compare(ra: dict, rb: dict, level: str, langs, mrr: int) -> dict:
-    """B - A on the same queries: paired bootstrap of R@1 and MRR, McNemar on R@1."""
+def _mc_compare(ra: dict, rb: dict, level: str, langs, mrr: int, names=("a", "b")) -> dict:
+    """B - A on the same queries: paired bootstrap of R@1 and MRR, McNemar on R@1; A's and B's
+    (R@1, MRR) under ``names``."""
     h0, m0 = _rank_scores(ra, level, langs, mrr)
     h1, m1 = _rank_scores(rb, level, langs, mrr)
     return {"R@1": paired_bootstrap(h0, h1), f"MRR@{mrr}": paired_bootstrap(m0, m1),
             "mcnemar_r1": mcnemar(h0 > 0, h1 > 0), "queries": len(h0),
-            "a": (float(h0.mean()), float(m0.mean())), "b": (float(h1.mean()), float(m1.mean()))}
+            names[0]: (float(h0.mean()), float(m0.mean())),
+            names[1]: (float(h1.mean()), float(m1.mean()))}
 
 
-def _mc_row(label: str, d: dict, mrr: int) -> str:
-    return (f"| {label} | {d['queries']} | {d['a'][0]:.1f} / {d['a'][1]:.1f} | "
-            f"{d['b'][0]:.1f} / {d['b'][1]:.1f} | {_ci(d['R@1'])} | {_ci(d[f'MRR@{mrr}'])} | "
-            f"{d['mcnemar_r1']['p_value']:.3g} |")
+def _mc_row(label: str, d: dict, mrr: int, names=("a", "b")) -> str:
+    (a1, am), (b1, bm) = d[names[0]], d[names[1]]
+    return (f"| {label} | {d['queries']} | {a1:.1f} / {am:.1f} | {b1:.1f} / {bm:.1f} | "
+            f"{_ci(d['R@1'])} | {_ci(d[f'MRR@{mrr}'])} | {d['mcnemar_r1']['p_value']:.3g} |")
 
 
 def mccrolin_tables(seed_dir: str):
@@ -256,9 +258,10 @@ def mccrolin_tables(seed_dir: str):
                    "|---|---|---|---|---|---|---|"]
             rows = {}
             for label, g in [(lang, [lang]) for lang in langs] + [("avg", langs)]:
-                d = _mc_compare(ranks[run]["initial"], ranks[run][final], level, g, mrr)
-                rows[label] = dict(d, initial=d["a"], final=d["b"])
-                md.append(_mc_row(label, d, mrr))
+                names = ("initial", "final")
+                rows[label] = d = _mc_compare(ranks[run]["initial"], ranks[run][final], level,
+                                              g, mrr, names)
+                md.append(_mc_row(label, d, mrr, names))
             md.append("")
             out[f"{run}/{level}"] = rows
     if "mc_no_update" in runs:
