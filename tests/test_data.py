@@ -3,6 +3,8 @@
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -216,3 +218,23 @@ def test_a_missing_local_model_folder_is_not_sent_to_the_hub():
     assert not looks_like_path("xlm-roberta-base") and not looks_like_path("intfloat/multilingual-e5-small")
     with pytest.raises(FileNotFoundError, match="/models/none: no such checkpoint folder"):
         _resolve("/models/none")
+
+
+def test_handled_long_texts_and_the_missing_torch_print_nothing(tmp_path):
+    """Texts and questions longer than the model are cut and counted by the project; neither
+    transformers' "Token indices sequence length is longer ..." warning nor its advice that
+    PyTorch is missing (never needed here) reaches the console. A fresh process, so that both
+    would print if they could."""
+    code = (
+        "from xmrc_jax.data.features import truncate_questions\n"
+        "from xmrc_jax.data.text import encode_texts\n"
+        "from xmrc_jax.models import load_tokenizer\n"
+        f"tok = load_tokenizer({os.path.join(ROOT, 'data', 'demo', 'tokenizer')!r})\n"
+        "long = ' '.join(['word'] * 2000)\n"
+        "ids, mask = encode_texts(tok, [long, 'short'], 16)\n"
+        "assert mask.sum(1).tolist() == [16, int(mask[1].sum())]\n"
+        "assert len(truncate_questions([long], tok, 8)[0]) < len(long)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "[transformers]" not in out.stderr and "longer than" not in out.stderr, out.stderr

@@ -66,10 +66,14 @@ def test_predict_command_files_and_one_question(evaluated, tmp_path):
         capture_output=True, text=True).stdout.splitlines()]
     assert [r["id"] for r in rows] == ["a", "3"] and all(len(r["n_best"]) <= 2 for r in rows)
     assert rows[0]["answer"] == got[para["qas"][0]["id"]]
-    one = subprocess.run(cmd + ["--question", para["qas"][0]["question"], "--context",
-                                para["context"]], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.splitlines()
+    asked = subprocess.run(cmd + ["--question", para["qas"][0]["question"], "--context",
+                                  para["context"]], cwd=ROOT, check=True, capture_output=True,
+                           text=True)
+    one = asked.stdout.splitlines()
     assert one[0] == (rows[0]["answer"] or "(no answer found)") and len(one) >= 2
+    # no library chatter: jax's backend probe, transformers' advice about PyTorch
+    assert "Unable to initialize backend" not in asked.stderr, asked.stderr
+    assert "[transformers]" not in asked.stderr, asked.stderr
 
 
 @pytest.mark.parametrize("content,message", [

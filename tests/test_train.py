@@ -205,31 +205,81 @@ def _final_params(workdir):
     return read_state_dict(os.path.join(workdir, "baseline", "hf"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_to_the_same_parameters(tmp_path, sig):
+def _truncate_largest_file_of_newest_checkpoint(folder) -> str:
+    import glob
+    newest = max((d for d in os.listdir(folder) if d.isdigit()), key=int)
+    files = [f for f in glob.glob(os.path.join(folder, newest, "**", "*"), recursive=True)
+             if os.path.isfile(f)]
+    victim = max(files, key=os.path.getsize)
+    with open(victim, "r+b") as f:
+        f.truncate(1000)
+    return newest
+
+
+@pytest.mark.parametrize("how", ["kill", "term", "kill_then_corrupt"])
+def test_killed_run_resumes_to_the_same_parameters(tmp_path, how):
+    """Killed (SIGKILL), stopped (SIGTERM), or killed and then the newest checkpoint's largest
+    file truncated (the issue's reproduction): the rerun ends with the uninterrupted run's
+    parameters. A corrupt checkpoint costs the console two warnings beyond the data's own (the
+    step that does not restore, the step resumed from): no traceback (the library's go to
+    log.txt), and no more lines than the uninterrupted run printed."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "PYTHONUNBUFFERED": "1"}
     ref = tmp_path / "ref"
-    subprocess.run(_demo_cmd(ref), cwd=ROOT, env=env, check=True, capture_output=True)
+    out_ref = subprocess.run(_demo_cmd(ref), cwd=ROOT, env=env, check=True, capture_output=True,
+                             text=True)
     run = tmp_path / "run"
     p = subprocess.Popen(_demo_cmd(run), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
     for line in p.stdout:                      # wait until training is under way
         if "baseline step 5/" in line:
-            p.send_signal(sig)
+            p.send_signal(signal.SIGTERM if how == "term" else signal.SIGKILL)
             break
     rest = p.stdout.read()
     p.wait(timeout=120)
-    if sig == signal.SIGTERM:
+    if how == "term":
         assert p.returncode == 0 and "SIGTERM at step" in rest
     assert not (run / "baseline" / "hf").exists()
     # the curve up to the last checkpoint survives the kill (flushed at every checkpoint)
     steps = [json.loads(line)["step"] for line in open(run / "baseline" / "metrics.jsonl")]
     assert len(steps) >= 4 and steps == sorted(steps)
-    subprocess.run(_demo_cmd(run), cwd=ROOT, env=env, check=True, capture_output=True)
+    if how == "kill_then_corrupt":
+        bad = _truncate_largest_file_of_newest_checkpoint(run / "baseline" / "checkpoints")
+    again = subprocess.run(_demo_cmd(run), cwd=ROOT, env=env, capture_output=True, text=True)
+    said = again.stdout + again.stderr
+    assert again.returncode == 0, said[-3000:]
+    assert "Traceback" not in said, said[-3000:]
+    if how == "kill_then_corrupt":
+        def warnings(text):                     # absl's W / E / F lines, without the prefix
+            return [ln.split("] ", 1)[-1] for ln in text.splitlines()
+                    if ln[:1] in "WEF" and ln[1:5].isdigit()]
+        data_warnings = warnings(out_ref.stdout + out_ref.stderr)     # the data's own
+        warnings = [w for w in warnings(said) if w not in data_warnings]
+        assert len(warnings) == 2, warnings
+        assert f"checkpoint step {bad} " in warnings[0] and "does not restore" in warnings[0]
+        assert f"moved to {run / 'baseline' / 'checkpoints' / ('corrupt_' + bad)}" in warnings[1]
+        ref_lines = len((out_ref.stdout + out_ref.stderr).splitlines())
+        assert len(said.splitlines()) <= ref_lines, (len(said.splitlines()), ref_lines)
+        assert "does not restore" in (run / "log.txt").read_text()
     a, b = _final_params(ref), _final_params(run)
     assert sorted(a) == sorted(b)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_unfinished_saves_of_a_killed_run_are_removed_before_resuming(tmp_path, caplog):
+    import logging
+    mesh = sh.make_mesh({"data": -1})
+    state, fn = _build(mesh)
+    loop.train(loop.LoopConfig("t", str(tmp_path), 2, checkpoint_every=2), state, fn,
+               TrainIterator(_batch(n=64), 8, seed=0), mesh)
+    unfinished = tmp_path / "4.orbax-checkpoint-tmp"
+    (unfinished / "state").mkdir(parents=True)
+    mngr = loop.checkpoint_manager(str(tmp_path), 2)
+    with caplog.at_level(logging.INFO, logger="xmrc_jax"):
+        _, meta, mngr = loop.restore_latest(mngr, state, str(tmp_path))
+    mngr.close()
+    assert meta["step"] == 2 and not unfinished.exists()
+    assert "removed 1 unfinished save(s) of an earlier run: 4.orbax-checkpoint-tmp" in caplog.text
 
 
 def test_unknown_config_key_is_named(tmp_path):

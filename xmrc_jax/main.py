@@ -57,8 +57,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from xmrc_jax import distributed
     distributed.maybe_initialize()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    from xmrc_jax.console import configure_logging
+    configure_logging()
     from xmrc_jax.data import DataError
     from xmrc_jax.stages import run_stages
     if FLAGS.config.model.kernels != "cpu" and jax.default_backend() != "cpu":
@@ -72,7 +72,10 @@ def main(argv):
             raise PermissionError(f"--workdir {FLAGS.workdir}: cannot be created ({e.strerror})") from e
         if not os.access(FLAGS.workdir, os.W_OK):
             raise PermissionError(f"--workdir {FLAGS.workdir}: not writable")
-        _log_to_workdir(FLAGS.workdir)
+        handler, path = _log_to_workdir(FLAGS.workdir)
+        if not verbose:
+            from xmrc_jax import console
+            console.keep_library_errors_in(handler, path)
         run_stages(FLAGS.config, FLAGS.workdir)
     except (FileNotFoundError, DataError, ValueError, FloatingPointError, PermissionError) as e:
         # User errors (missing weights or data, a bad data file or setting, a NaN stop, an
@@ -84,12 +87,13 @@ def main(argv):
 
 def _log_to_workdir(workdir: str):
     """Every log line of the run also goes to ``WORKDIR/log.txt`` (appended; other processes of
-    a multi-process run write ``log-<process>.txt``)."""
+    a multi-process run write ``log-<process>.txt``); returns ``(handler, path)``."""
     i = jax.process_index()
-    handler = logging.FileHandler(os.path.join(workdir, "log.txt" if i == 0 else f"log-{i}.txt"),
-                                  encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    path = os.path.join(workdir, "log.txt" if i == 0 else f"log-{i}.txt")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.getLogger().addHandler(handler)
+    return handler, path
 
 
 def _unknown_key_message(argv, missing: str) -> str:

@@ -210,7 +210,8 @@ def main(argv=None):
         ap.add_argument("--" + key.replace("_", "-"), type=int, default=None)
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from xmrc_jax.console import configure_logging
+    configure_logging()
     from xmrc_jax.data import DataError
     try:
         if bool(args.input) == bool(args.question):

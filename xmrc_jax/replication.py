@@ -156,7 +156,8 @@ def main(argv=None):
     ap.add_argument("--report-only", action="store_true", help="the report from --results only")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from xmrc_jax.console import configure_logging
+    configure_logging()
     try:
         if not args.report_only:
             if not (args.config and args.workdir):

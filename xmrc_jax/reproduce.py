@@ -463,7 +463,8 @@ def main(argv=None):
     ap.add_argument("--alphas", default="0.1,0.3,0.5,0.7,0.9", type=_floats, help="Figure 4")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from xmrc_jax.console import configure_logging
+    configure_logging()
     from xmrc_jax.stages.artifacts import write_json, write_text
     try:
         runs = Runs(args.workdir, load_config(args.config, args.set))

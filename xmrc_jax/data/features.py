@@ -43,7 +43,8 @@ def _prefix_specials(tokenizer) -> int:
 def truncate_questions(questions, tokenizer, max_query_length: int) -> list:
     """Questions cut to at most ``max_query_length`` tokens (at a token's character end)."""
     qs = [q.lstrip() for q in questions]
-    enc = tokenizer(qs, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(qs, add_special_tokens=False, return_offsets_mapping=True,
+                    verbose=False)              # cut below: no warning about long questions
     out = []
     for q, ids, offs in zip(qs, enc["input_ids"], enc["offset_mapping"]):
         out.append(q[:offs[max_query_length - 1][1]] if len(ids) > max_query_length else q)

@@ -13,7 +13,9 @@ def encode_texts(tokenizer, texts, max_length: int, prefix: str = "", what: str 
     """Token ids ``[N, max_length]`` (int32) and attention mask, padded with the tokenizer's pad
     id. Longer texts keep their first ``max_length - 1`` tokens and the closing special token;
     how many were cut is logged."""
-    enc = tokenizer([prefix + t for t in texts], add_special_tokens=True)["input_ids"]
+    # verbose=False: the texts are cut below and counted, so the tokenizer need not warn
+    enc = tokenizer([prefix + t for t in texts], add_special_tokens=True,
+                    verbose=False)["input_ids"]
     ids = np.full((len(enc), max_length), tokenizer.pad_token_id, np.int32)
     mask = np.zeros((len(enc), max_length), np.int32)
     cut = 0

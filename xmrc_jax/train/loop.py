@@ -11,9 +11,11 @@ is saved, so the last good checkpoint stays the newest; ``LogMetrics``; ``DevEva
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 import math
 import os
+import shutil
 import signal
 import time
 from typing import Optional
@@ -22,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from xmrc_jax import distributed, mesh as sh
+from xmrc_jax import console, distributed, mesh as sh
 
 log = logging.getLogger("xmrc_jax")
 
@@ -82,15 +84,38 @@ def _save(mngr, state, iterator, extra, force=False):
 
 
 def _first_line(e: BaseException) -> str:
+    """The first line of the innermost cause (the library's wrapper names only an array index;
+    its cause names the file and what is wrong with it)."""
+    seen = {id(e)}
+    while e.__cause__ is not None and id(e.__cause__) not in seen:
+        e = e.__cause__
+        seen.add(id(e))
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+    return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+def _remove_unfinished_saves(directory: str):
+    """Orbax's temporary folders of saves that a killed run did not finish: never a checkpoint
+    (``all_steps`` ignores them); Orbax would remove each with a warning when it saves that
+    step again, so they go now, in one log-file line."""
+    if distributed.is_main_process():
+        suffix = ocp.path.atomicity_types.TMP_DIR_SUFFIX
+        unfinished = sorted(glob.glob(os.path.join(directory, f"*{suffix}*")))
+        for path in unfinished:
+            shutil.rmtree(path, ignore_errors=True)
+        if unfinished:
+            log.info("removed %d unfinished save(s) of an earlier run: %s", len(unfinished),
+                     ", ".join(os.path.basename(p) for p in unfinished))
+    distributed.sync("unfinished saves removed")    # every process, whatever it would list
 
 
 def restore_latest(mngr, state, directory: str, keep: int = 2):
     """``(state, meta, mngr)`` from the newest checkpoint that restores, or ``(state, None,
     mngr)`` when there is none. A checkpoint that does not restore (a file truncated or
     missing) is said in one line and moved aside to ``<dir>/corrupt_<step>`` (never deleted),
-    and the next older one is tried; the manager is then reopened without it."""
+    and the next older one is tried; the manager is then reopened without it. What the library
+    reports about the aborted reads goes to the log file only (``xmrc_jax.console``)."""
+    _remove_unfinished_saves(directory)
     steps = sorted(mngr.all_steps(), reverse=True)
     if not steps:
         return state, None, mngr
@@ -101,6 +126,7 @@ def restore_latest(mngr, state, directory: str, keep: int = 2):
             restored = mngr.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         except Exception as e:   # noqa: BLE001 (whatever a damaged checkpoint raises)
+            console.expect_library_errors()     # the aborted reads' own reports: log.txt only
             log.warning("checkpoint step %d in %s does not restore (%s)", step, directory,
                         _first_line(e))
             bad.append(step)
