@@ -56,12 +56,18 @@ def model_flops(cfg, batch, L):
     return 3 * (dense + attention)
 
 
-def jax_step(cfg, batch, objective, remat=False, extra=None):
+def jax_step(cfg, batch, objective, remat=False, extra=None, precision="fp32",
+             attention_impl="auto", lr=3e-5, keep_state=False):
+    """``(run, memory_analysis, XLA's FLOP count)`` of one compiled train step on one device;
+    ``run()`` takes a step and blocks. ``keep_state``: ``run()`` returns the step's metrics and
+    ``run.state()`` the current state."""
     mesh = sh.make_mesh({"data": 1}, jax.devices()[:1])
-    module = build_model(cfg, "span", remat=remat)
-    tx, _ = st.make_optimizer(3e-5, 1000)
+    module = build_model(cfg, "span", remat=remat, dtype=st.DTYPES[precision],
+                         attention_impl=attention_impl)
+    tx, _ = st.make_optimizer(lr, 1000)
     state, _, compiled = build_step(module, tx, mesh, objective(module), batch,
-                                    rng=jax.random.PRNGKey(0), extra_params=extra)
+                                    rng=jax.random.PRNGKey(0), extra_params=extra,
+                                    precision=precision)
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -71,10 +77,15 @@ def jax_step(cfg, batch, objective, remat=False, extra=None):
     def run():
         holder["state"], m = compiled(holder["state"], b)
         jax.block_until_ready(m["loss"])
+        return m if keep_state else None
+    run.state = lambda: holder["state"]
     return run, mem, (cost or {}).get("flops", float("nan"))
 
 
-def torch_step(cfg, batch, threads):
+def torch_step(cfg, batch, threads, device="cpu", autocast_dtype=None):
+    """``(run, version)``: one ``XLMRobertaForQuestionAnswering`` AdamW step per ``run()``
+    (blocking); on ``device``, under ``torch.autocast`` to ``autocast_dtype`` if given."""
+    import contextlib
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForQuestionAnswering
     torch.set_num_threads(threads)
@@ -84,17 +95,22 @@ def torch_step(cfg, batch, threads):
                           num_attention_heads=cfg.num_attention_heads,
                           intermediate_size=cfg.intermediate_size,
                           max_position_embeddings=cfg.max_position_embeddings, type_vocab_size=1)
-    model = XLMRobertaForQuestionAnswering(hf).train()
+    model = XLMRobertaForQuestionAnswering(hf).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
-    t = {k: torch.as_tensor(batch[k]).long() for k in ("input_ids", "attention_mask",
-                                                        "start_positions", "end_positions")}
+    t = {k: torch.as_tensor(batch[k]).long().to(device)
+         for k in ("input_ids", "attention_mask", "start_positions", "end_positions")}
+    amp = (lambda: torch.autocast(device_type=device.split(":")[0], dtype=getattr(
+        torch, autocast_dtype))) if autocast_dtype else contextlib.nullcontext
 
     def run():
-        out = model(**t)
+        with amp():
+            out = model(**t)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if device != "cpu":
+            torch.cuda.synchronize()
     return run, torch.__version__
 
 

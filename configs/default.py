@@ -62,6 +62,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.keep_checkpoints = 2
     c.train.eval_every = 0              # 0 = no dev evaluation during training
     c.train.eval_batch_size = 64
+    # Span stages: batches of windows of similar length, each cut to its longest window rounded
+    # up to a multiple of this (data.TrainIterator; at most max_seq_length / this shapes
+    # compile); 0 = every batch padded to data.max_seq_length (the composition before 0.4)
+    c.train.group_by_length = 32
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
 

@@ -166,6 +166,83 @@ def test_train_iterator_resumes_exactly(processes):
     assert not np.array_equal(full[0], full[12])      # reshuffled next epoch
 
 
+def _windows(n=203, L=64, seed=0):
+    """Arrays shaped like training windows: ``attention_mask`` of random lengths (4..L)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, L + 1, size=n)
+    mask = (np.arange(L)[None, :] < lengths[:, None]).astype(np.int32)
+    ids = np.where(mask, rng.integers(3, 50, size=(n, L)), 1).astype(np.int32)
+    return {"input_ids": ids, "attention_mask": mask, "row": np.arange(n),
+            "start_positions": (lengths // 2).astype(np.int32)}, lengths
+
+
+def _reference_grouped_epoch(lengths, g, seed, epoch, group_batches, multiple, L):
+    """The documented plan, written out once more with Python lists: shuffle, keep whole
+    batches, sort each group of ``group_batches`` batches by length (longest first, ties in
+    shuffled order), cut into batches, shuffle the batches with the same generator."""
+    rng = np.random.default_rng(seed + epoch)
+    perm = list(rng.permutation(len(lengths)))
+    used = perm[:(len(lengths) // g) * g]
+    batches = []
+    for lo in range(0, len(used), group_batches * g):
+        group = sorted(used[lo:lo + group_batches * g], key=lambda i: -lengths[i])
+        batches += [group[i:i + g] for i in range(0, len(group), g)]
+    order = rng.permutation(len(batches))
+    plan = [batches[i] for i in order]
+    cuts = [min(L, -(-max(lengths[i] for i in b) // multiple) * multiple) for b in plan]
+    return plan, cuts
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_length_grouped_batches_follow_the_plan_and_lose_no_token(processes):
+    arrays, lengths = _windows()
+    g, L = 16, 64
+    its = [TrainIterator(arrays, g, seed=5, process_index=p, process_count=processes,
+                         length_multiple=16, sequence_keys=("input_ids", "attention_mask"),
+                         group_batches=4) for p in range(processes)]
+    plain = TrainIterator(arrays, g, seed=5)
+    for epoch in range(2):
+        plan, cuts = _reference_grouped_epoch(lengths, g, 5, epoch, 4, 16, L)
+        rows = []
+        for b in range(its[0].batches_per_epoch):
+            parts = [next(it) for it in its]
+            got = np.concatenate([p["row"] for p in parts])
+            np.testing.assert_array_equal(got, plan[b])
+            for part in parts:
+                assert part["input_ids"].shape == (g // processes, cuts[b])  # the same cut
+                assert part["start_positions"].shape == (g // processes,)    # not a sequence key
+                assert (part["attention_mask"].sum(1) == lengths[part["row"]]).all()  # no token cut
+                np.testing.assert_array_equal(part["input_ids"],
+                                              arrays["input_ids"][part["row"], :cuts[b]])
+            rows.append(got)
+        # the same windows as the ungrouped epoch (the same ones left out), each once
+        ungrouped = np.concatenate([next(plain)["row"] for _ in range(plain.batches_per_epoch)])
+        assert sorted(np.concatenate(rows)) == sorted(ungrouped)
+    assert its[0].padded_fraction()[1] < its[0].padded_fraction()[0]
+
+
+def test_length_grouped_batches_resume_exactly_and_bound_the_shapes():
+    arrays, _ = _windows(n=150)
+    kw = dict(seed=1, length_multiple=8, sequence_keys=("input_ids", "attention_mask"),
+              group_batches=3)
+    full = TrainIterator(arrays, 8, **kw)
+    ref = [next(full) for _ in range(40)]                 # over two epochs
+    it = TrainIterator(arrays, 8, **kw)
+    for _ in range(23):
+        next(it)
+    resumed = TrainIterator(arrays, 8, **kw)
+    resumed.set_state(it.get_state())
+    for want in ref[23:]:
+        got = next(resumed)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    assert {b["input_ids"].shape[1] for b in ref} <= set(range(8, 65, 8))
+    off = TrainIterator(arrays, 8, seed=1)                # 0 / no keys: the padded batches
+    assert all(next(off)["input_ids"].shape[1] == 64 for _ in range(20))
+    with pytest.raises(ValueError, match="no array 'token_type_ids'"):
+        TrainIterator(arrays, 8, length_multiple=8, sequence_keys=("token_type_ids",))
+
+
 def test_eval_batches_cover_everything_once():
     arrays = {"x": np.arange(23)}
     seen = []

@@ -92,6 +92,31 @@ def test_gradient_accumulation_matches_full_batch():
         np.testing.assert_allclose(x, y, atol=1e-5)
 
 
+@pytest.mark.parametrize("objective,accum,sizes", [
+    ("mrc", 1, {"data": 1}), ("hl_aacl", 1, {"data": 1}), ("mrc", 2, {"data": 1}),
+    ("hl_aacl", 2, {"data": 2, "fsdp": 2, "tensor": 2})])
+def test_a_batch_cut_to_its_longest_window_trains_as_the_padded_one(objective, accum, sizes):
+    """What length-grouped batches rely on: the columns past every window's end change nothing
+    (loss, gradient norm and the updated parameters), with AA-CL's in-batch negatives, gradient
+    accumulation and a sharded mesh; the step compiles once per shape."""
+    if jax.device_count() < int(np.prod(list(sizes.values()))):
+        pytest.skip("needs 8 (fake) devices")
+    mesh = sh.make_mesh(sizes, jax.devices()[:int(np.prod(list(sizes.values())))])
+    full = _batch(seed=3)                          # windows end at 12 of 16 positions
+    cut = {k: (v[:, :12] if k in span_qa.SEQUENCE_KEYS else v) for k, v in full.items()}
+    results = []
+    for batch in (full, cut):
+        state, fn = _build(mesh, objective, accum)
+        state, m = fn(state, sh.put_batch(batch, mesh))
+        results.append((m, jax.device_get(state.params), fn))
+    (m_full, p_full, _), (m_cut, p_cut, fn) = results
+    for key in ("loss", "grad_norm"):
+        np.testing.assert_allclose(float(m_cut[key]), float(m_full[key]), rtol=1e-5, err_msg=key)
+    for a, b in zip(jax.tree_util.tree_leaves(p_full), jax.tree_util.tree_leaves(p_cut)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert fn.compilations == 2                     # the example batch's shape and the cut one
+
+
 def test_mesh_that_does_not_fit_is_an_error():
     with pytest.raises(ValueError, match="does not fit"):
         sh.mesh_shape({"data": -1, "fsdp": 3, "tensor": 1}, 8)
@@ -197,7 +222,8 @@ def _demo_cmd(workdir, *extra):
             "--config.data.max_seq_length=64", "--config.data.doc_stride=32",
             "--config.data.max_query_length=16", "--config.train.batch_size=8",
             "--config.data.limit_per_file=40", "--config.train.max_steps=12",
-            "--config.train.checkpoint_every=1", "--config.train.log_every=1", *extra]
+            "--config.train.checkpoint_every=1", "--config.train.log_every=1",
+            "--config.train.group_by_length=32", *extra]    # batches of length 32 and 64
 
 
 def _final_params(workdir):

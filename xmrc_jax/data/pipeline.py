@@ -6,6 +6,16 @@ counted in ``dropped_per_epoch``), and gives each process its slice of every glo
 Its state is two integers (``epoch``, ``position``), saved with checkpoints: a resumed iterator
 yields exactly the batches an uninterrupted one would have.
 
+Length-grouped batches (``length_multiple`` > 0, as ``group_by_length`` in the HF Trainer): the
+epoch's shuffled windows are taken ``group_batches`` global batches at a time, sorted by length
+within that group, cut into batches, and the epoch's batches shuffled again with the same
+generator; each batch's ``sequence_keys`` arrays are cut to its longest window rounded up to a
+multiple of ``length_multiple``. The padding columns an encoder would only mask out are never
+computed, at most ``L / length_multiple`` batch shapes occur (each compiles once), and the same
+windows are left out as without grouping. The order is a function of ``(seed, epoch)`` alone, so
+resume stays exact. The batches hold windows of similar length: a different composition, so
+the numbers differ from padded batches (to noise).
+
 ``eval_batches`` yields every window exactly once; the last batch is padded and carries a
 ``valid`` mask, so nothing is dropped or duplicated.
 """
@@ -24,11 +34,24 @@ class TrainIterator:
     seed: int = 0
     process_index: int = 0
     process_count: int = 1
+    length_multiple: int = 0      # > 0: length-grouped batches cut to multiples of this
+    sequence_keys: tuple = ()     # the [N, L] token-aligned arrays that are cut
+    mask_key: str = "attention_mask"
+    group_batches: int = 50       # global batches sorted by length together
     epoch: int = 0
     position: int = 0             # global batches already taken in this epoch
 
     def __post_init__(self):
         self.num = len(next(iter(self.arrays.values())))
+        self.grouped = bool(self.length_multiple and self.sequence_keys)
+        if self.grouped:
+            missing = [k for k in (self.mask_key, *self.sequence_keys) if k not in self.arrays]
+            if missing:
+                raise ValueError(f"length-grouped batches: no array {missing[0]!r} (arrays: "
+                                 f"{', '.join(sorted(self.arrays))})")
+        if self.mask_key in self.arrays:
+            self.full_length = self.arrays[self.mask_key].shape[1]
+            self.lengths = self.arrays[self.mask_key].astype(bool).sum(1)
         if self.global_batch_size % self.process_count:
             raise ValueError(f"global batch {self.global_batch_size} is not divisible by "
                              f"{self.process_count} processes")
@@ -40,10 +63,38 @@ class TrainIterator:
         self._perm_epoch, self._perm = None, None
 
     def _permutation(self):
+        """This epoch's window order: ``batches_per_epoch`` global batches, one after another."""
         if self._perm_epoch != self.epoch:
-            self._perm = np.random.default_rng(self.seed + self.epoch).permutation(self.num)
+            rng = np.random.default_rng(self.seed + self.epoch)
+            perm = rng.permutation(self.num)
+            self._perm = self._grouped(perm, rng) if self.grouped else perm
             self._perm_epoch = self.epoch
         return self._perm
+
+    def _grouped(self, perm, rng):
+        g = self.global_batch_size
+        used = perm[:self.batches_per_epoch * g]     # the rows an ungrouped epoch uses
+        batches = []
+        for lo in range(0, len(used), self.group_batches * g):
+            group = used[lo:lo + self.group_batches * g]
+            group = group[np.argsort(-self.lengths[group], kind="stable")]
+            batches.extend(group[i:i + g] for i in range(0, len(group), g))
+        return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+
+    def cut_length(self, idx) -> int:
+        """The sequence length of the global batch ``idx`` (its longest window, rounded up)."""
+        m = self.length_multiple
+        return min(self.full_length, -(-int(self.lengths[idx].max()) // m) * m)
+
+    def padded_fraction(self) -> tuple:
+        """``(at_full_length, as_cut)``: the fraction of the token positions of this epoch's
+        batches that are padding, at full length and as this iterator cuts them."""
+        g, order = self.global_batch_size, self._permutation()
+        cuts = [self.cut_length(order[b * g:(b + 1) * g]) if self.grouped else self.full_length
+                for b in range(self.batches_per_epoch)]
+        tokens = int(self.lengths[order[:self.batches_per_epoch * g]].sum())
+        return 1 - tokens / (self.batches_per_epoch * g * self.full_length), \
+            1 - tokens / (g * sum(cuts))
 
     def get_state(self) -> dict:
         return {"epoch": int(self.epoch), "position": int(self.position)}
@@ -60,10 +111,12 @@ class TrainIterator:
             self.position = 0
         g = self.global_batch_size
         idx = self._permutation()[self.position * g:(self.position + 1) * g]
+        cut = self.cut_length(idx) if self.grouped else None    # from the global batch
         local = g // self.process_count
         idx = idx[self.process_index * local:(self.process_index + 1) * local]
         self.position += 1
-        return {k: v[idx] for k, v in self.arrays.items()}
+        return {k: (v[idx, :cut] if cut is not None and k in self.sequence_keys else v[idx])
+                for k, v in self.arrays.items()}
 
 
 def eval_batches(arrays: dict, batch_size: int, length_multiple: int = 0,

@@ -35,6 +35,7 @@ MODEL = ("seed", "model.name", "model.tokenizer", "model.arch", "model.pooling",
 TRAIN = ("train.batch_size", "train.grad_accum_steps", "train.learning_rate",
          "train.weight_decay", "train.warmup_ratio", "train.max_grad_norm", "train.max_steps",
          "train.eval_every")
+SPAN_TRAIN = TRAIN + ("train.group_by_length",)   # batch composition of the span stages
 WINDOWS = ("data.max_seq_length", "data.doc_stride", "data.max_query_length")
 TRAIN_DATA = ("data.train", "data.skip_bad_records", "data.limit_per_file") + WINDOWS
 SPAN_DEV = ("data.dev", "eval.selection", "eval.n_best", "max_answer_length", "eval.track_every",
@@ -64,11 +65,11 @@ class Stage:
 
 REGISTRY = {s.name: s for s in (
     Stage("baseline", "xmrc_jax.stages.mrc:baseline", "span_qa",
-          config=MODEL + TRAIN + ("train.epochs",) + TRAIN_DATA + SPAN_DEV),
+          config=MODEL + SPAN_TRAIN + ("train.epochs",) + TRAIN_DATA + SPAN_DEV),
     Stage("mine", "xmrc_jax.stages.mrc:mine", "span_qa", needs=("baseline",),
           config=TRAIN_DATA + ("hl.num_candidates", "max_answer_length", "eval.use_best")),
     Stage("hl_aacl", "xmrc_jax.stages.mrc:hl_aacl", "span_qa", needs=("baseline", "mine"),
-          config=MODEL + TRAIN + ("hl",) + TRAIN_DATA + SPAN_DEV + ("eval.use_best",)),
+          config=MODEL + SPAN_TRAIN + ("hl",) + TRAIN_DATA + SPAN_DEV + ("eval.use_best",)),
     Stage("evaluate", "xmrc_jax.stages.mrc:evaluate", "span_qa",
           model_from=("hl_aacl", "baseline"), results=True,
           config=("data.eval", "data.skip_bad_records", "eval", "max_answer_length") + WINDOWS),

@@ -14,11 +14,12 @@ log = logging.getLogger("xmrc_jax")
 
 def train_and_export(ctx, name: str, module, objective, arrays, epochs, init_params,
                      extra_params=None, consts=(), score=None, what="dev", learning_rates=None,
-                     hooks=(), train_cfg=None):
+                     hooks=(), train_cfg=None, sequence_keys=()):
     """Trains ``module`` (``config.train``) and exports it to ``<name>/hf``; with ``score``
     (``params -> float``) and ``train.eval_every > 0`` the best dev model goes to
-    ``<name>/best``; ``train_cfg`` replaces ``config.train`` (a stage's own settings). Returns
-    the final parameters."""
+    ``<name>/best``; ``train_cfg`` replaces ``config.train`` (a stage's own settings);
+    ``sequence_keys``: the arrays length-grouped batches cut (``TrainJob``). Returns the final
+    parameters."""
     wd, rt = ctx.workdir, ctx.runtime
     evaluator = None
     if score is not None:
@@ -29,7 +30,8 @@ def train_and_export(ctx, name: str, module, objective, arrays, epochs, init_par
                    init_params=init_params, extra_params=extra_params, consts=consts,
                    evaluator=evaluator, precision=rt.precision, seed=ctx.config.seed,
                    learning_rates=learning_rates or {}, hooks=tuple(hooks),
-                   hparams=config_subset(ctx.config, ctx.stage.config))
+                   hparams=config_subset(ctx.config, ctx.stage.config),
+                   sequence_keys=tuple(sequence_keys))
     params = run_training(train_cfg or ctx.config.train, job)
     wd.save_model(wd.export(name), module, params["model"], rt.tokenizer, prompts=rt.prompts)
     return params

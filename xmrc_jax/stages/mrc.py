@@ -149,7 +149,8 @@ def _train(ctx, name, objective, init_params, arrays, epochs, learning_rate=0.0)
                               epochs, init_params, span_qa.extra_params(objective, c),
                               score=score, what="dev_f1",
                               learning_rates=span_qa.learning_rates(objective, c), hooks=hooks,
-                              train_cfg=_train_settings(c, learning_rate))
+                              train_cfg=_train_settings(c, learning_rate),
+                              sequence_keys=span_qa.SEQUENCE_KEYS)
     weights = span_qa.learned_type_weights(params)
     if weights:
         ctx.workdir.write_json(ctx.workdir.hl_weights(name), weights)

@@ -4,7 +4,8 @@ Batch contract (arrays from ``data.build_features`` plus the mined candidates):
 
 * ``TRAIN_KEYS``: what ``mrc`` reads (and ``hl_aacl`` besides ``CANDIDATE_KEYS``);
 * ``CANDIDATE_KEYS``: the mined top-|Z| spans per window (``mine`` writes them);
-* ``PREDICT_KEYS``: what ``predict_top_k`` reads (evaluation and mining).
+* ``PREDICT_KEYS``: what ``predict_top_k`` reads (evaluation and mining);
+* ``SEQUENCE_KEYS``: the token-aligned ones, which length-grouped batches cut.
 
 To add an objective: a pure loss in ``losses/`` and an entry in ``OBJECTIVES`` here.
 """
@@ -36,6 +37,8 @@ PREDICT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "context_mask")
 TRAIN_KEYS = PREDICT_KEYS + ("question_mask", "start_positions", "end_positions",
                              "answer_in_window")
 CANDIDATE_KEYS = ("cand_starts", "cand_ends", "cand_valid")
+# [N, L] token-aligned: what length-grouped training batches cut (the rest index into them)
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "context_mask", "question_mask")
 
 
 def batch_keys(objective: str) -> tuple:
@@ -194,6 +197,9 @@ def validate(config):
                     check_language(fs.metric, fs.language)
                 except ValueError as e:
                     raise ValueError(f"{where} ({fs.path or fs.name}, {fs.language}): {e}") from None
+    if config.train.group_by_length < 0:
+        raise ValueError(f"config.train.group_by_length: {config.train.group_by_length} must be "
+                         ">= 0 (0 = every batch at data.max_seq_length)")
     d = config.data
     if d.doc_stride >= d.max_seq_length or d.max_query_length >= d.max_seq_length:
         raise ValueError(f"config.data: doc_stride {d.doc_stride} and max_query_length "

@@ -5,7 +5,8 @@ It knows nothing of tasks: objectives come from ``xmrc_jax.tasks``. An objective
 ``make_train_step`` wraps it into a pure ``(state, batch, *consts) -> (state, metrics)`` with gradient
 accumulation (a ``lax.scan`` over micro-batches), dynamic loss scaling for fp16 and the
 optimizer update. ``compile_train_step`` jits it over the mesh with the state donated and
-returns the compiled executable (compile time and ``memory_analysis()`` are logged).
+returns a ``CompiledStep``: compiled ahead of time once per batch shape (compile time and
+``memory_analysis()`` logged for each).
 """
 
 from __future__ import annotations
@@ -70,21 +71,64 @@ def make_train_step(objective, tx, grad_accum_steps: int = 1):
     return train_step
 
 
+class CompiledStep:
+    """``step(state, batch) -> (state, metrics)``: the jitted step with its ``consts`` bound,
+    compiled ahead of time once per batch shape: one shape with padded batches, one per length
+    with length-grouped batches (``data.TrainIterator``). Each compile is logged with its time
+    and ``memory_analysis()``; ``compilations`` counts them."""
+
+    def __init__(self, jitted, batch_shardings, consts=()):
+        self._jitted, self._batch_sh, self._consts = jitted, batch_shardings, tuple(consts)
+        self._compiled = {}
+
+    @staticmethod
+    def _key(batch) -> tuple:
+        return tuple(sorted((k, tuple(v.shape), str(v.dtype)) for k, v in batch.items()))
+
+    def compile(self, state, batch):
+        """The executable for ``batch``'s shapes (arrays or ``ShapeDtypeStruct``s)."""
+        key = self._key(batch)
+        if key not in self._compiled:
+            abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self._batch_sh[k])
+                        for k, v in batch.items()}
+            t0 = time.time()
+            compiled = self._jitted.lower(state, abstract, *self._consts).compile()
+            length = next((v.shape[1] for v in batch.values() if len(v.shape) >= 2), None)
+            log.info("train step compiled in %.1fs (shape %d%s); memory: %s", time.time() - t0,
+                     len(self._compiled) + 1, f", length {length}" if length else "",
+                     _memory_summary(compiled.memory_analysis()))
+            self._compiled[key] = compiled
+        return self._compiled[key]
+
+    def __call__(self, state, batch):
+        return self.compile(state, batch)(state, batch, *self._consts)
+
+    @property
+    def compilations(self) -> int:
+        return len(self._compiled)
+
+    def _first(self):
+        return next(iter(self._compiled.values()))
+
+    def memory_analysis(self):
+        """Of the first shape compiled (the example batch: the longest)."""
+        return self._first().memory_analysis()
+
+    def cost_analysis(self):
+        return self._first().cost_analysis()
+
+
 def compile_train_step(train_step, state, shardings, example_batch, mesh, consts=(),
                        const_shardings=()):
-    """``jax.jit`` over the mesh (the state donated; ``consts`` not), lowered and compiled once;
-    logs compile time and ``memory_analysis()``. Returns the compiled callable
-    ``(state, batch, *consts) -> (state, metrics)``."""
+    """``jax.jit`` over the mesh (the state donated; ``consts`` not), compiled for
+    ``example_batch``'s shapes now and for any other batch shape when it first comes. Returns
+    the ``CompiledStep`` ``(state, batch) -> (state, metrics)`` (``consts`` bound)."""
     batch_sh = {k: sh.batch_sharding(mesh, v.ndim) for k, v in example_batch.items()}
     jitted = jax.jit(train_step, in_shardings=(shardings, batch_sh, *const_shardings),
                      out_shardings=(shardings, None), donate_argnums=(0,))
-    abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh[k])
-                      for k, v in example_batch.items()}
-    t0 = time.time()
-    compiled = jitted.lower(state, abstract_batch, *consts).compile()
-    mem = compiled.memory_analysis()
-    log.info("train step compiled in %.1fs; memory: %s", time.time() - t0, _memory_summary(mem))
-    return compiled
+    step = CompiledStep(jitted, batch_sh, consts)
+    step.compile(state, example_batch)
+    return step
 
 
 def _memory_summary(mem) -> str:

@@ -40,9 +40,8 @@ def build_step(module, tx, mesh, objective: Callable, example_batch: dict, *, rn
     const_shardings = tuple(shardings.params["model"] for _ in consts)
     consts = tuple(jax.device_put(c, s) for c, s in zip(consts, const_shardings))
     fn = make_train_step(objective, tx, grad_accum_steps)
-    compiled = compile_train_step(fn, state, shardings, example_batch, mesh, consts,
-                                  const_shardings)
-    step_fn = (lambda s, b: compiled(s, b, *consts)) if consts else compiled
+    step_fn = compile_train_step(fn, state, shardings, example_batch, mesh, consts,
+                                 const_shardings)
     return state, shardings, step_fn
 
 
@@ -69,6 +68,9 @@ class TrainJob:
     learning_rates: dict = dataclasses.field(default_factory=dict)   # extra params' own rates
     hooks: tuple = ()                   # further loop hooks (train.loop.Hook), run after the rest
     hparams: dict = dataclasses.field(default_factory=dict)   # settings shown in TensorBoard
+    # [N, L] token-aligned arrays: with train_cfg.group_by_length > 0, batches are grouped by
+    # the length of ``attention_mask`` and these are cut (data.TrainIterator); () = never
+    sequence_keys: tuple = ()
 
 
 def total_steps(train_cfg, batches_per_epoch: int, epochs: float) -> int:
@@ -83,12 +85,19 @@ def run_training(train_cfg, job: TrainJob):
     if global_batch % accum:
         raise ValueError(f"config.train.batch_size {global_batch} is not divisible by "
                          f"grad_accum_steps {accum}")
+    multiple = train_cfg.get("group_by_length", 0)
     iterator = TrainIterator(job.arrays, global_batch, seed=job.seed,
-                             process_index=jax.process_index(), process_count=jax.process_count())
+                             process_index=jax.process_index(), process_count=jax.process_count(),
+                             length_multiple=multiple, sequence_keys=job.sequence_keys)
     total = total_steps(train_cfg, iterator.batches_per_epoch, job.epochs)
     if iterator.dropped_per_epoch:
         log.info("%s: %d rows per epoch left out of the last incomplete batch (reshuffled "
                  "every epoch)", job.name, iterator.dropped_per_epoch)
+    if iterator.grouped:
+        full, cut = iterator.padded_fraction()
+        log.info("%s: length-grouped batches (multiples of %d tokens): padding %.0f %% of the "
+                 "token positions at full length, %.0f %% as cut (epoch 1)", job.name, multiple,
+                 100 * full, 100 * cut)
     tx, schedule = st.make_optimizer(train_cfg.learning_rate, total, train_cfg.warmup_ratio,
                               train_cfg.weight_decay, train_cfg.max_grad_norm,
                               job.learning_rates)
@@ -114,4 +123,6 @@ def run_training(train_cfg, job: TrainJob):
         state = loop.train(cfg, state, step_fn, iterator, job.mesh, hooks)
     finally:
         writer.close()
+    log.info("%s: the train step was compiled for %d batch shape(s)", job.name,
+             step_fn.compilations)
     return jax.device_get(state.params)
