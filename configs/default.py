@@ -83,6 +83,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.hl.num_contrast = 50              # |A|
     c.hl.alpha = 0.5                    # L = alpha L_contrast + (1 - alpha) L_hard
     c.hl.tau = 0.1
+    # AA-CL's hard negative: the most gold-like top-|A| span other than the gold one
+    # ("not_gold", the paper's words) | that shares no token with it ("no_overlap");
+    # docs/READINGS.md
+    c.hl.negative = "not_gold"
     c.hl.epochs = 2.0
     c.max_answer_length = 30
 

@@ -80,8 +80,9 @@ def cos_np(a, b):
     return float(a @ b / max(na * nb, 1e-8))
 
 
-def aacl_np(hidden, qmask, gs, ge, gvalid, cs, ce, cvalid, tau):
-    """AA-CL by loops: returns (loss, number of active rows, per-row loss)."""
+def aacl_np(hidden, qmask, gs, ge, gvalid, cs, ce, cvalid, tau, negative="not_gold"):
+    """AA-CL by loops: returns (loss, number of active rows, per-row loss); ``negative``
+    "no_overlap" skips every candidate that shares a token with the gold span."""
     batch = hidden.shape[0]
     h = hidden.astype(np.float64)
     rq, rpos, rneg, active = [], [], [], []
@@ -91,6 +92,9 @@ def aacl_np(hidden, qmask, gs, ge, gvalid, cs, ce, cvalid, tau):
         best, best_sim = None, -np.inf
         for z in range(cs.shape[1]):
             if not cvalid[b, z] or cs[b, z] < 0 or (cs[b, z] == gs[b] and ce[b, z] == ge[b]):
+                continue
+            shared = set(range(cs[b, z], ce[b, z] + 1)) & set(range(gs[b], ge[b] + 1))
+            if negative == "no_overlap" and shared:
                 continue
             c = h[b, cs[b, z]:ce[b, z] + 1].mean(0)
             sim = cos_np(pos, c)

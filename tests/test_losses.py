@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from references import aacl_np, info_nce_np, log_softmax_np, span_types_np
-from xmrc_jax.losses import (aacl_loss, ha_loss, hard_learning_loss, in_batch_info_nce,
-                             masked_mean, mccrolin_loss, mrc_loss, rank_loss, xlc_loss)
+from references import aacl_np, cos_np, info_nce_np, log_softmax_np, span_types_np
+from xmrc_jax.losses import (aacl_loss, ha_loss, hard_learning_loss, hard_negatives,
+                             in_batch_info_nce, masked_mean, mccrolin_loss, mrc_loss, rank_loss,
+                             xlc_loss)
 
 jax.config.update("jax_enable_x64", False)
 
@@ -146,6 +147,48 @@ def test_aacl_matches_loop_reference(seed, tau):
     assert int(aux["num_active"]) == n == 3
     np.testing.assert_allclose(float(loss), want, rtol=1e-4)
     np.testing.assert_allclose(np.asarray(aux["per_example"]), per, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_aacl_with_non_overlapping_negatives_matches_loop_reference(seed):
+    args = _aacl_inputs(seed)
+    h, qmask, gs, ge, gv, cs, ce, cv = args
+    loss, aux = aacl_loss(*[jnp.asarray(x) for x in args], tau=0.1, negative="no_overlap")
+    want, n, per = aacl_np(*args, 0.1, negative="no_overlap")
+    assert int(aux["num_active"]) == n
+    np.testing.assert_allclose(float(loss), want, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(aux["per_example"]), per, rtol=1e-4, atol=1e-5)
+    assert float(aux["neg_overlap"]) == 0.0
+    # the default may pick an overlapping span: neg_overlap is the share of active rows whose
+    # chosen negative (the most gold-like eligible one, by loops) shares a token with gold
+    _, aux_default = aacl_loss(*[jnp.asarray(x) for x in args], tau=0.1)
+    shares = []
+    for b in range(len(gs)):
+        pos = h[b, gs[b]:ge[b] + 1].mean(0)
+        best = max(((cos_np(pos, h[b, cs[b, z]:ce[b, z] + 1].mean(0)), z)
+                    for z in range(cs.shape[1]) if cv[b, z] and cs[b, z] >= 0
+                    and not (cs[b, z] == gs[b] and ce[b, z] == ge[b])), default=None)
+        if gv[b] and best is not None:
+            z = best[1]
+            shares.append(cs[b, z] <= ge[b] and ce[b, z] >= gs[b])
+    assert float(aux_default["neg_overlap"]) == pytest.approx(np.mean(shares), abs=1e-6)
+
+
+def test_hard_negative_readings_hand_worked():
+    """Gold span 3..5; candidates 3..5 (gold), 4..6 (overlaps), 1..2 and 7..8 (apart)."""
+    r_gold = jnp.array([[1.0, 0.0]])
+    r_cand = jnp.array([[[1.0, 0.0], [0.9, 0.1], [0.5, 0.5], [0.0, 1.0]]])
+    cs, ce = jnp.array([[3, 4, 1, 7]]), jnp.array([[5, 6, 2, 8]])
+    valid = jnp.ones((1, 4), bool)
+    idx, has, sim, overlaps = hard_negatives(r_gold, r_cand, cs, ce, valid, jnp.array([3]),
+                                             jnp.array([5]))
+    assert int(idx[0]) == 1 and bool(overlaps[0]) and bool(has[0])      # 4..6: most similar
+    idx, has, sim, overlaps = hard_negatives(r_gold, r_cand, cs, ce, valid, jnp.array([3]),
+                                             jnp.array([5]), "no_overlap")
+    assert int(idx[0]) == 2 and not bool(overlaps[0])                    # 1..2
+    assert float(sim[0]) == pytest.approx(0.5 / math.sqrt(0.5), rel=1e-6)
+    with pytest.raises(ValueError, match="hard negative"):
+        hard_negatives(r_gold, r_cand, cs, ce, valid, jnp.array([3]), jnp.array([5]), "any")
 
 
 def test_aacl_gradient_and_empty_batch():

@@ -150,3 +150,40 @@ def test_entry_point_reexecutes_once_with_the_tunable():
     out = subprocess.run([sys.executable, "-c", code, "a", "b"], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:3] == ["start", "start", "glibc.malloc.hugetlb=1 ['a', 'b']"]
+
+
+def test_diagnostics_are_dev_only_runs_from_one_baseline_and_z(tmp_path):
+    from xmrc_jax import replication
+    from xmrc_jax.replication_report import write_diagnostics_report
+    from xmrc_jax.reproduce import Runs
+    c = _mrc_config()
+    c.data.dev = [dict(path=os.path.join(ROOT, "data", "demo", "dev_en.json"), language="en",
+                       name="squad", limit=8)]
+    c.train.eval_every = 2
+    root, results = tmp_path / "runs", tmp_path / "results"
+    with pytest.raises(ValueError, match="unknown"):
+        replication.run_diagnostics(Runs(str(root), c), [0], ["tau3"])
+    replication.run_diagnostics(Runs(str(root), c), [0], ["tau10", "no_overlap", "pretrained"])
+    seed = root / "seed_0"
+    assert not (seed / "base" / "evaluate").exists() and not (seed / "full" / "hl_aacl").exists()
+    for name, key, want in (("tau10", "hl.tau", 10.0), ("no_overlap", "hl.negative", "no_overlap"),
+                            ("pretrained", "hl.init", "pretrained")):
+        run = seed / f"diag_{name}"
+        assert (run / "mine").is_symlink() and not (run / "evaluate").exists()   # no test file
+        art = json.load(open(run / "hl_aacl" / "artifact.json"))["config"]
+        assert art[key] == want and art["hl.alpha"] == 0.5
+    epochs = json.load(open(seed / "diag_pretrained" / "hl_aacl" / "artifact.json"))["config"]
+    assert epochs["hl.epochs"] == c.train.epochs          # (d) as long as the baseline
+    replication.collect_all(str(root), str(results), [0])
+    shutil.rmtree(root)                                   # the report needs the copies only
+    text = write_diagnostics_report(str(results), [0])
+    report = json.load(open(results / "diagnostics" / "report.json"))["seed_0"]
+    assert set(report) == {"tau10", "no_overlap", "pretrained"}
+    lines = [json.loads(x) for x in open(results / "diagnostics" / "seed_0" / "no_overlap" /
+                                         "hl_aacl" / "metrics.jsonl")]
+    dev = [(d["step"], d["dev_score"]) for d in lines if "dev_score" in d]
+    assert report["no_overlap"]["dev_curve"] == [list(x) for x in dev] or \
+        report["no_overlap"]["dev_curve"] == dev
+    assert report["no_overlap"]["best_dev_f1"] == max(v for _, v in dev)
+    assert report["no_overlap"]["aacl_neg_overlap"] == 0.0           # none overlaps gold
+    assert "tau 10 (the printed value)" in text and "no test file" in text

@@ -13,6 +13,11 @@ xMRC runs (``ROOT/seed_<s>/<run>``, sharing the baseline and the mining by finge
 * ``pretrained``: (d) HL + AA-CL from the pretrained encoder with Z mined by the baseline;
 * ``no_hl`` / ``no_aacl``: the ablations, from the baseline.
 
+``--diagnostics tau1,tau10,...`` (or ``all``; ``DIAG_RUNS``) instead runs the dev-only diagnosis
+of the second stage: tau, alpha, the hard-negative reading and (d), each from the same baseline
+and Z, no test file scored; ``DIR/diagnostics/README.md`` tabulates their dev curves and AA-CL
+terms.
+
 McCrolin (``--mccrolin``; the config's ``mccrolin`` argument, ``ROOT/mccrolin/seed_<s>/<run>``):
 ``mc_full`` (three rounds, teacher updated) and ``mc_no_update``; each run's retrieval stage
 scores the starting encoder too.
@@ -51,6 +56,20 @@ XMRC_RUNS = {   # name: (label, links, changes)
                 {"hl.ablation": "no_aacl", "hl.init": "baseline"}),
 }
 RUN_ORDER = ("base", "full", "control", "pretrained", "no_hl", "no_aacl")
+# Dev-only diagnosis of the second stage (no test file is scored): each from the same baseline
+# and the same Z as ``full``, stages mine (linked) -> hl_aacl, the dev F1 curve and the AA-CL
+# terms in its metrics.jsonl. name: (label, changes)
+DIAG_RUNS = {
+    "tau0.1": ("tau 0.1, alpha 0.5 (= full)", {}),
+    "tau1": ("tau 1, alpha 0.5", {"hl.tau": 1.0}),
+    "tau10": ("tau 10 (the printed value), alpha 0.5", {"hl.tau": 10.0}),
+    "alpha0.1": ("tau 0.1, alpha 0.1", {"hl.alpha": 0.1}),
+    "alpha0.3": ("tau 0.1, alpha 0.3", {"hl.alpha": 0.3}),
+    "no_overlap": ("tau 0.1, alpha 0.5, negatives that share no token with gold",
+                   {"hl.negative": "no_overlap"}),
+    "pretrained": ("(d) from e5-small with Z of the baseline, as long as the baseline",
+                   {"hl.init": "pretrained", "hl.epochs": "train.epochs"}),
+}
 MC_RUNS = {"mc_full": ("McCrolin (3 rounds)", {}),
            "mc_no_update": ("McCrolin without teacher update", {"mccrolin.teacher_update": False})}
 
@@ -68,6 +87,25 @@ def run_xmrc(runs: Runs, seeds, names):
             _, links, changes = XMRC_RUNS[name]
             stages = ("baseline", "evaluate") if name == "base" else SECOND
             runs.run(s, name, stages, links, **(changes or {}))
+
+
+def run_diagnostics(runs: Runs, seeds, names):
+    """The dev-only runs ``names`` (of ``DIAG_RUNS``) in ``seed_<s>/diag_<name>``; the baseline
+    and the mining are ``base``'s and ``full``'s (trained here when missing, never evaluated)."""
+    unknown = set(names) - set(DIAG_RUNS)
+    if unknown:
+        raise ValueError(f"--diagnostics: unknown {sorted(unknown)}; known: {list(DIAG_RUNS)}")
+    for s in seeds:
+        runs.run(s, "base", ("baseline",))
+        runs.run(s, "full", ("mine",), {"baseline": "base"}, **XMRC_RUNS["full"][2])
+        for name in DIAG_RUNS:
+            if name not in names:
+                continue
+            changes = {**XMRC_RUNS["full"][2], **DIAG_RUNS[name][1]}
+            changes = {k: runs.config.train.epochs if v == "train.epochs" else v
+                       for k, v in changes.items()}
+            runs.run(s, f"diag_{name}", ("hl_aacl",), {"baseline": "base", "mine": "full"},
+                     **changes)
 
 
 def run_mccrolin(runs: Runs, seeds):
@@ -141,6 +179,10 @@ def collect_all(root: str, results: str, seeds):
             d = os.path.join(root, "mccrolin", f"seed_{s}", name)
             if os.path.isdir(d):
                 collect(d, os.path.join(results, f"seed_{s}", name))
+        for name in DIAG_RUNS:
+            d = os.path.join(root, f"seed_{s}", f"diag_{name}")
+            if os.path.isdir(d):
+                collect(d, os.path.join(results, "diagnostics", f"seed_{s}", name))
 
 
 def main(argv=None):
@@ -152,6 +194,8 @@ def main(argv=None):
                     type=lambda t: [x for x in t.split(",") if x],
                     help=f"xMRC runs, of {','.join(RUN_ORDER)}")
     ap.add_argument("--mccrolin", action="store_true", help="also the McCrolin runs")
+    ap.add_argument("--diagnostics", default="", type=lambda t: [x for x in t.split(",") if x],
+                    help=f"dev-only second-stage runs, of {','.join(DIAG_RUNS)} (or 'all')")
     ap.add_argument("--results", default="", help="folder for the committed results files")
     ap.add_argument("--report-only", action="store_true", help="the report from --results only")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -162,7 +206,12 @@ def main(argv=None):
         if not args.report_only:
             if not (args.config and args.workdir):
                 raise ValueError("--config and --workdir are required (or --report-only)")
-            run_xmrc(Runs(args.workdir, load_config(args.config, args.set)), args.seeds, args.runs)
+            runs = Runs(args.workdir, load_config(args.config, args.set))
+            if args.diagnostics:
+                names = list(DIAG_RUNS) if args.diagnostics == ["all"] else args.diagnostics
+                run_diagnostics(runs, args.seeds, names)
+            else:
+                run_xmrc(runs, args.seeds, args.runs)
             if args.results:
                 collect_all(args.workdir, args.results, args.seeds)
             if args.mccrolin:
@@ -172,8 +221,9 @@ def main(argv=None):
             if args.results:
                 collect_all(args.workdir, args.results, args.seeds)
         if args.results:
-            from xmrc_jax.replication_report import write_report
+            from xmrc_jax.replication_report import write_diagnostics_report, write_report
             write_report(args.results)
+            write_diagnostics_report(args.results, args.seeds)
     except (KeyError, ValueError, FileNotFoundError) as e:
         raise SystemExit(f"xmrc_jax.replication: {e}") from None
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from xmrc_jax.data import expand
 from xmrc_jax.losses import DEFAULT_TYPE_LOGITS, HL_VARIANTS, aacl_loss, hard_learning_loss, \
     mrc_loss
+from xmrc_jax.losses.contrastive import NEGATIVES
 from xmrc_jax.losses.mrc import LEARNED_VARIANTS
 from xmrc_jax.ops import top_k_spans
 
@@ -64,7 +65,7 @@ def mrc_objective(module):
 
 
 def hl_aacl_objective(module, variant: str, alpha: float, tau: float, num_contrast: int,
-                      max_answer_len: int, type_weights=None):
+                      max_answer_len: int, type_weights=None, negative: str = "not_gold"):
     """L = alpha L_contrast + (1 - alpha) L_hard (paper Eq. 9); the top-|A| spans of AA-CL are
     recomputed from the step's own (stop-gradient) logits."""
     def objective(params, batch, rng):
@@ -95,9 +96,11 @@ def hl_aacl_objective(module, variant: str, alpha: float, tau: float, num_contra
                                           batch["context_mask"], num_contrast, max_answer_len)
             cl, cl_aux = aacl_loss(out.last_hidden_state, batch["question_mask"],
                                    batch["start_positions"], batch["end_positions"],
-                                   batch["answer_in_window"], starts, ends, starts >= 0, tau)
+                                   batch["answer_in_window"], starts, ends, starts >= 0, tau,
+                                   negative)
             aux.update(loss_contrast=cl, aacl_active=cl_aux["num_active"],
-                       aacl_neg_similarity=cl_aux["neg_similarity"])
+                       aacl_neg_similarity=cl_aux["neg_similarity"],
+                       aacl_neg_overlap=cl_aux["neg_overlap"])
             loss = loss + alpha * cl
         return loss, aux
     return objective
@@ -110,7 +113,7 @@ def objective(name: str, module, config):
     if name == "hl_aacl":
         hl = config.hl
         return hl_aacl_objective(module, hl.variant, hl.alpha, hl.tau, hl.num_contrast,
-                                 config.max_answer_length, tuple(hl.type_weights))
+                                 config.max_answer_length, tuple(hl.type_weights), hl.negative)
     raise ValueError(f"span_qa: unknown objective {name!r}; known: ('mrc', 'hl_aacl')")
 
 
@@ -170,6 +173,8 @@ def validate(config):
             raise ValueError(f"config.hl.{key}: {hl[key]} must be at least 1")
     if hl.tau <= 0:
         raise ValueError(f"config.hl.tau: {hl.tau} must be positive")
+    if hl.negative not in NEGATIVES:
+        raise ValueError(f"config.hl.negative: {hl.negative!r} is not one of {list(NEGATIVES)}")
     for key in ("learning_rate", "weights_lr"):
         if hl[key] < 0:
             raise ValueError(f"config.hl.{key}: {hl[key]} must be >= 0 (0 = train.learning_rate)")
