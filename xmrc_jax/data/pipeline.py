@@ -27,6 +27,12 @@ import dataclasses
 import numpy as np
 
 
+def cut_length(lengths, multiple: int, full: int) -> int:
+    """The length a batch of windows of ``lengths`` is cut to: its longest, rounded up to a
+    multiple of ``multiple``, at most ``full``."""
+    return min(full, -(-int(np.max(lengths)) // multiple) * multiple)
+
+
 @dataclasses.dataclass
 class TrainIterator:
     arrays: dict                  # name -> [num_windows, ...]
@@ -83,8 +89,7 @@ class TrainIterator:
 
     def cut_length(self, idx) -> int:
         """The sequence length of the global batch ``idx`` (its longest window, rounded up)."""
-        m = self.length_multiple
-        return min(self.full_length, -(-int(self.lengths[idx].max()) // m) * m)
+        return cut_length(self.lengths[idx], self.length_multiple, self.full_length)
 
     def padded_fraction(self) -> tuple:
         """``(at_full_length, as_cut)``: the fraction of the token positions of this epoch's
@@ -140,7 +145,7 @@ def eval_batches(arrays: dict, batch_size: int, length_multiple: int = 0,
         pad = batch_size - len(idx)
         batch = {k: v[idx] for k, v in arrays.items()}
         if length_multiple:
-            cut = min(full, -(-int(lengths[idx].max()) // length_multiple) * length_multiple)
+            cut = cut_length(lengths[idx], length_multiple, full)
             batch = {k: (v[:, :cut] if v.ndim >= 2 and v.shape[1] == full else v)
                      for k, v in batch.items()}
         if pad:
