@@ -62,10 +62,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.keep_checkpoints = 2
     c.train.eval_every = 0              # 0 = no dev evaluation during training
     c.train.eval_batch_size = 64
-    # Span stages: batches of windows of similar length, each cut to its longest window rounded
-    # up to a multiple of this (data.TrainIterator; at most max_seq_length / this shapes
-    # compile); 0 = every batch padded to data.max_seq_length (the composition before 0.4)
-    c.train.group_by_length = 32
+    # Span stages, opt-in: batches of windows of similar length, each cut to its longest window
+    # rounded up to a multiple of this (data.TrainIterator; at most max_seq_length / this shapes
+    # compile), e.g. 32: 1.34x examples/s on e5-small, but its 1-epoch replication baseline
+    # ended 3.0 dev F1 below padded batches (README "Speed"); 0 = every batch padded to
+    # data.max_seq_length
+    c.train.group_by_length = 0
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
 
