@@ -161,29 +161,47 @@ def test_diagnostics_are_dev_only_runs_from_one_baseline_and_z(tmp_path):
                        name="squad", limit=8)]
     c.train.eval_every = 2
     root, results = tmp_path / "runs", tmp_path / "results"
-    with pytest.raises(ValueError, match="unknown"):
-        replication.run_diagnostics(Runs(str(root), c), [0], ["tau3"])
-    replication.run_diagnostics(Runs(str(root), c), [0], ["tau10", "no_overlap", "pretrained"])
+    with pytest.raises(ValueError, match="'temperature3' in 'tau1\\+temperature3' is not"):
+        replication.run_diagnostics(Runs(str(root), c), [0], ["tau10", "tau1+temperature3"])
+    assert not root.exists()                              # every name is checked first
+    assert replication.diag_changes("lr3e-5+tau1") == {"hl.learning_rate": 3e-5, "hl.tau": 1.0}
+    names = ["tau10+alpha0.3", "no_overlap", "pretrained"]
+    replication.run_diagnostics(Runs(str(root), c), [0], names)
     seed = root / "seed_0"
     assert not (seed / "base" / "evaluate").exists() and not (seed / "full" / "hl_aacl").exists()
-    for name, key, want in (("tau10", "hl.tau", 10.0), ("no_overlap", "hl.negative", "no_overlap"),
-                            ("pretrained", "hl.init", "pretrained")):
+    for name, want in (("tau10+alpha0.3", {"hl.tau": 10.0, "hl.alpha": 0.3}),
+                       ("no_overlap", {"hl.negative": "no_overlap", "hl.alpha": 0.5}),
+                       ("pretrained", {"hl.init": "pretrained", "hl.tau": 0.1})):
         run = seed / f"diag_{name}"
         assert (run / "mine").is_symlink() and not (run / "evaluate").exists()   # no test file
         art = json.load(open(run / "hl_aacl" / "artifact.json"))["config"]
-        assert art[key] == want and art["hl.alpha"] == 0.5
+        assert {k: art[k] for k in want} == want
     epochs = json.load(open(seed / "diag_pretrained" / "hl_aacl" / "artifact.json"))["config"]
     assert epochs["hl.epochs"] == c.train.epochs          # (d) as long as the baseline
-    replication.collect_all(str(root), str(results), [0])
+    replication.collect_all(str(root), str(results), [0], diagnostics_only=True)
+    assert not (results / "seed_0").exists()              # the committed runs stay untouched
     shutil.rmtree(root)                                   # the report needs the copies only
     text = write_diagnostics_report(str(results), [0])
     report = json.load(open(results / "diagnostics" / "report.json"))["seed_0"]
-    assert set(report) == {"tau10", "no_overlap", "pretrained"}
+    assert set(report["runs"]) == set(names)
     lines = [json.loads(x) for x in open(results / "diagnostics" / "seed_0" / "no_overlap" /
                                          "hl_aacl" / "metrics.jsonl")]
-    dev = [(d["step"], d["dev_score"]) for d in lines if "dev_score" in d]
-    assert report["no_overlap"]["dev_curve"] == [list(x) for x in dev] or \
-        report["no_overlap"]["dev_curve"] == dev
-    assert report["no_overlap"]["best_dev_f1"] == max(v for _, v in dev)
-    assert report["no_overlap"]["aacl_neg_overlap"] == 0.0           # none overlaps gold
-    assert "tau 10 (the printed value)" in text and "no test file" in text
+    dev = [d for d in lines if "dev_score" in d]
+    no_overlap = report["runs"]["no_overlap"]
+    assert [x[:2] for x in no_overlap["dev_curve"]] == [[d["step"], d["dev_score"]] for d in dev]
+    best = max(dev, key=lambda d: d["dev_score"])
+    assert no_overlap["best_dev_f1"] == best["dev_score"]
+    assert no_overlap["best_dev_em"] == best["dev/squad_en/exact_match"]
+    assert no_overlap["aacl_neg_overlap"] == 0.0                      # none overlaps gold
+    assert report["dev_best"] == max(names, key=lambda n: report["runs"][n]["best_dev_f1"])
+    assert "| **tau10+alpha0.3** | baseline | 10 | 0.3 | not_gold |" in text
+    assert "| **pretrained** | pretrained | 0.1 | 0.5 | not_gold |" in text
+    assert "no test file" in text and "## Reading" not in text
+    shutil.copytree(results / "diagnostics" / "seed_0" / "no_overlap",
+                    results / "seed_0" / "control")
+    (results / "diagnostics" / "reading.md").write_text("What the table says.\n")
+    text = write_diagnostics_report(str(results), [0])
+    assert text.endswith("## Reading\n\nWhat the table says.\n")
+    rows = json.load(open(results / "diagnostics" / "report.json"))["seed_0"]["runs"]
+    assert rows["control"]["reference"] and rows["no_overlap"]["minus_control"] == 0.0
+    assert text.index("| control: (b) control") < text.index("| **no_overlap**")

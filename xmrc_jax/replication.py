@@ -13,10 +13,10 @@ xMRC runs (``ROOT/seed_<s>/<run>``, sharing the baseline and the mining by finge
 * ``pretrained``: (d) HL + AA-CL from the pretrained encoder with Z mined by the baseline;
 * ``no_hl`` / ``no_aacl``: the ablations, from the baseline.
 
-``--diagnostics tau1,tau10,...`` (or ``all``; ``DIAG_RUNS``) instead runs the dev-only diagnosis
-of the second stage: tau, alpha, the hard-negative reading and (d), each from the same baseline
-and Z, no test file scored; ``DIR/diagnostics/README.md`` tabulates their dev curves and AA-CL
-terms.
+``--diagnostics tau1,tau10,tau1+alpha0.3,...`` (or ``all``; ``diag_changes``) instead runs the
+dev-only diagnosis of the second stage: tau, alpha, the rate, the hard-negative reading and (d),
+each from the same baseline and Z, no test file scored; ``DIR/diagnostics/README.md`` tabulates
+their dev curves and AA-CL terms beside the baseline's, the control's and ``full``'s.
 
 McCrolin (``--mccrolin``; the config's ``mccrolin`` argument, ``ROOT/mccrolin/seed_<s>/<run>``):
 ``mc_full`` (three rounds, teacher updated) and ``mc_no_update``; each run's retrieval stage
@@ -35,6 +35,7 @@ import argparse
 import glob
 import logging
 import os
+import re
 import shutil
 
 from xmrc_jax.reproduce import Runs, load_config
@@ -58,18 +59,31 @@ XMRC_RUNS = {   # name: (label, links, changes)
 RUN_ORDER = ("base", "full", "control", "pretrained", "no_hl", "no_aacl")
 # Dev-only diagnosis of the second stage (no test file is scored): each from the same baseline
 # and the same Z as ``full``, stages mine (linked) -> hl_aacl, the dev F1 curve and the AA-CL
-# terms in its metrics.jsonl. name: (label, changes)
-DIAG_RUNS = {
-    "tau0.1": ("tau 0.1, alpha 0.5 (= full)", {}),
-    "tau1": ("tau 1, alpha 0.5", {"hl.tau": 1.0}),
-    "tau10": ("tau 10 (the printed value), alpha 0.5", {"hl.tau": 10.0}),
-    "alpha0.1": ("tau 0.1, alpha 0.1", {"hl.alpha": 0.1}),
-    "alpha0.3": ("tau 0.1, alpha 0.3", {"hl.alpha": 0.3}),
-    "no_overlap": ("tau 0.1, alpha 0.5, negatives that share no token with gold",
-                   {"hl.negative": "no_overlap"}),
-    "pretrained": ("(d) from e5-small with Z of the baseline, as long as the baseline",
-                   {"hl.init": "pretrained", "hl.epochs": "train.epochs"}),
-}
+# terms in its metrics.jsonl. A run's name is its changes to ``full``, joined by "+":
+# ``tau<x>``, ``alpha<x>``, ``lr<x>`` (the second stage's rate), ``no_overlap`` (hard negatives
+# sharing no token with gold) and ``pretrained`` ((d): from the pretrained encoder, as long as
+# the baseline), e.g. ``tau1+alpha0.3`` or ``pretrained+tau1``.
+DIAG_PARTS = {"tau": "hl.tau", "alpha": "hl.alpha", "lr": "hl.learning_rate"}
+DIAG_FLAGS = {"no_overlap": {"hl.negative": "no_overlap"},
+              "pretrained": {"hl.init": "pretrained", "hl.epochs": "train.epochs"}}
+DIAG_ALL = ("tau1", "tau10", "alpha0.1", "alpha0.3", "no_overlap", "pretrained")
+
+
+def diag_changes(name: str) -> dict:
+    """The config changes to ``full`` that the diagnostic run ``name`` stands for."""
+    changes = {}
+    for part in name.split("+"):
+        m = re.fullmatch(r"(tau|alpha|lr)(\d+(?:\.\d*)?(?:e-?\d+)?)", part)
+        if part in DIAG_FLAGS:
+            changes.update(DIAG_FLAGS[part])
+        elif m:
+            changes[DIAG_PARTS[m.group(1)]] = float(m.group(2))
+        else:
+            raise ValueError(f"--diagnostics: {part!r} in {name!r} is not tau<x>, alpha<x>, "
+                             f"lr<x>, {', '.join(DIAG_FLAGS)}; e.g. {'+'.join(DIAG_ALL[:2])}")
+    return changes
+
+
 MC_RUNS = {"mc_full": ("McCrolin (3 rounds)", {}),
            "mc_no_update": ("McCrolin without teacher update", {"mccrolin.teacher_update": False})}
 
@@ -90,20 +104,15 @@ def run_xmrc(runs: Runs, seeds, names):
 
 
 def run_diagnostics(runs: Runs, seeds, names):
-    """The dev-only runs ``names`` (of ``DIAG_RUNS``) in ``seed_<s>/diag_<name>``; the baseline
+    """The dev-only runs ``names`` (see ``diag_changes``) in ``seed_<s>/diag_<name>``; the baseline
     and the mining are ``base``'s and ``full``'s (trained here when missing, never evaluated)."""
-    unknown = set(names) - set(DIAG_RUNS)
-    if unknown:
-        raise ValueError(f"--diagnostics: unknown {sorted(unknown)}; known: {list(DIAG_RUNS)}")
+    todo = {name: diag_changes(name) for name in names}      # every name checked first
     for s in seeds:
         runs.run(s, "base", ("baseline",))
         runs.run(s, "full", ("mine",), {"baseline": "base"}, **XMRC_RUNS["full"][2])
-        for name in DIAG_RUNS:
-            if name not in names:
-                continue
-            changes = {**XMRC_RUNS["full"][2], **DIAG_RUNS[name][1]}
+        for name, changes in todo.items():
             changes = {k: runs.config.train.epochs if v == "train.epochs" else v
-                       for k, v in changes.items()}
+                       for k, v in {**XMRC_RUNS["full"][2], **changes}.items()}
             runs.run(s, f"diag_{name}", ("hl_aacl",), {"baseline": "base", "mine": "full"},
                      **changes)
 
@@ -167,10 +176,16 @@ def write_scores(run_dir: str, out_dir: str, specs=None):
     return specs
 
 
-def collect_all(root: str, results: str, seeds):
+def collect_all(root: str, results: str, seeds, diagnostics_only: bool = False):
+    """Copies every run's results files under ``root`` into ``results``; with
+    ``diagnostics_only`` the xMRC runs' are left out (the dev-only runs' baseline and mining
+    are not copied over the committed runs')."""
     specs = None        # the evaluation files, read once (every run evaluates the same ones)
     for s in seeds:
-        for name in XMRC_RUNS:
+        for d in sorted(glob.glob(os.path.join(root, f"seed_{s}", "diag_*"))):
+            collect(d, os.path.join(results, "diagnostics", f"seed_{s}",
+                                    os.path.basename(d)[len("diag_"):]))
+        for name in () if diagnostics_only else XMRC_RUNS:
             d = os.path.join(root, f"seed_{s}", name)
             if os.path.isdir(d):
                 collect(d, os.path.join(results, f"seed_{s}", name))
@@ -179,10 +194,6 @@ def collect_all(root: str, results: str, seeds):
             d = os.path.join(root, "mccrolin", f"seed_{s}", name)
             if os.path.isdir(d):
                 collect(d, os.path.join(results, f"seed_{s}", name))
-        for name in DIAG_RUNS:
-            d = os.path.join(root, f"seed_{s}", f"diag_{name}")
-            if os.path.isdir(d):
-                collect(d, os.path.join(results, "diagnostics", f"seed_{s}", name))
 
 
 def main(argv=None):
@@ -195,7 +206,8 @@ def main(argv=None):
                     help=f"xMRC runs, of {','.join(RUN_ORDER)}")
     ap.add_argument("--mccrolin", action="store_true", help="also the McCrolin runs")
     ap.add_argument("--diagnostics", default="", type=lambda t: [x for x in t.split(",") if x],
-                    help=f"dev-only second-stage runs, of {','.join(DIAG_RUNS)} (or 'all')")
+                    help="dev-only second-stage runs: tau<x>, alpha<x>, lr<x>, no_overlap, "
+                         f"pretrained, joined by '+' (or 'all' = {','.join(DIAG_ALL)})")
     ap.add_argument("--results", default="", help="folder for the committed results files")
     ap.add_argument("--report-only", action="store_true", help="the report from --results only")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -208,18 +220,18 @@ def main(argv=None):
                 raise ValueError("--config and --workdir are required (or --report-only)")
             runs = Runs(args.workdir, load_config(args.config, args.set))
             if args.diagnostics:
-                names = list(DIAG_RUNS) if args.diagnostics == ["all"] else args.diagnostics
+                names = list(DIAG_ALL) if args.diagnostics == ["all"] else args.diagnostics
                 run_diagnostics(runs, args.seeds, names)
             else:
                 run_xmrc(runs, args.seeds, args.runs)
             if args.results:
-                collect_all(args.workdir, args.results, args.seeds)
+                collect_all(args.workdir, args.results, args.seeds, bool(args.diagnostics))
             if args.mccrolin:
                 spec = args.config + ("," if ":" in args.config else ":") + "mccrolin"
                 run_mccrolin(Runs(os.path.join(args.workdir, "mccrolin"),
                                   load_config(spec, args.set)), args.seeds)
             if args.results:
-                collect_all(args.workdir, args.results, args.seeds)
+                collect_all(args.workdir, args.results, args.seeds, bool(args.diagnostics))
         if args.results:
             from xmrc_jax.replication_report import write_diagnostics_report, write_report
             write_report(args.results)

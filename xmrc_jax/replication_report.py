@@ -299,55 +299,118 @@ def write_report(results: str, seed: int = 0) -> str:
 # --------------------------------------------------------------------------- diagnostics
 
 DIAG_COLUMNS = ("loss_hard", "loss_contrast", "aacl_neg_similarity", "aacl_neg_overlap")
+# The committed runs each diagnostic is read beside: (run, stage, label)
+DIAG_REFERENCES = (("base", "baseline", "(a) baseline (where every second stage starts)"),
+                   ("control", "hl_aacl", "(b) control: baseline + L_mrc"),
+                   ("no_aacl", "hl_aacl", "(c) - AA-CL: HL alone (alpha 0)"),
+                   ("full", "hl_aacl", "(c) HL + AA-CL = tau 0.1, alpha 0.5"))
 
 
-def diagnostics_table(diag_dir: str, labels: dict) -> tuple:
-    """``(rows, markdown)`` of the dev-only runs under ``diag_dir`` (``<name>/hl_aacl/
-    metrics.jsonl``): best dev F1 and its step, the dev F1 at every evaluation, and the mean of
-    each AA-CL term over the last quarter of the logged steps."""
+def _dev_run(run_dir: str, stage: str, label: str) -> dict | None:
+    """One run's dev record from its copied ``config.json`` and ``<stage>/metrics.jsonl``: the
+    dev F1 / EM curve, the best dev F1 and its step, the second stage's settings and the mean
+    of each AA-CL term over the last quarter of the logged steps."""
+    path = os.path.join(run_dir, stage, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    dev = [d for d in lines if "dev_score" in d]
+    em = lambda d: next((v for k, v in d.items() if k.endswith("/exact_match")), None)  # noqa: E731
+    train = [d for d in lines if "loss" in d]
+    tail = train[-max(1, len(train) // 4):]
+    terms = {k: float(np.mean([d[k] for d in tail if k in d])) if any(k in d for d in tail)
+             else None for k in DIAG_COLUMNS}
+    best = max(dev, key=lambda d: d["dev_score"]) if dev else None
+    config = _read(os.path.join(run_dir, "config.json"))
+    hl, second = config["hl"], stage == "hl_aacl"
+    setting = dict(init=hl["init"] if second else None,
+                   tau=hl["tau"] if second and hl["ablation"] in ("full", "no_hl") else None,
+                   alpha=hl["alpha"] if second and hl["ablation"] in ("full", "no_hl") else None,
+                   negative=hl.get("negative", "not_gold") if second and
+                   hl["ablation"] in ("full", "no_hl") else None,
+                   lr=(second and hl.get("learning_rate")) or config["train"]["learning_rate"],
+                   steps=train[-1]["step"] if train else None)
+    return dict(label=label, **setting,
+                dev_curve=[(d["step"], d["dev_score"], em(d)) for d in dev],
+                best_step=best["step"] if best else None,
+                best_dev_f1=best["dev_score"] if best else None,
+                best_dev_em=em(best) if best else None, **terms)
+
+
+def diagnostics_table(results: str, seed: int) -> tuple:
+    """``(rows, markdown)``: the committed reference runs of ``seed`` (``DIAG_REFERENCES``) and
+    every dev-only run under ``results/diagnostics/seed_<seed>/<name>/``, with each run's best
+    dev F1 against the control's."""
     rows = {}
-    for name in labels:
-        path = os.path.join(diag_dir, name, "hl_aacl", "metrics.jsonl")
-        if not os.path.exists(path):
-            continue
-        lines = [json.loads(x) for x in open(path, encoding="utf-8") if x.strip()]
-        dev = [(d["step"], d["dev_score"]) for d in lines if "dev_score" in d]
-        train = [d for d in lines if "loss" in d]
-        tail = train[-max(1, len(train) // 4):]
-        terms = {k: float(np.mean([d[k] for d in tail if k in d])) if any(k in d for d in tail)
-                 else None for k in DIAG_COLUMNS}
-        best = max(dev, key=lambda x: x[1]) if dev else (None, None)
-        rows[name] = dict(label=labels[name], dev_curve=dev, best_step=best[0],
-                          best_dev_f1=best[1], **terms)
-    fmt = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
-    md = ["| run | best dev F1 (step) | dev F1 by step | L_hard | L_contrast | neg. cosine | "
-          "neg. overlaps gold |", "|---|---|---|---|---|---|---|"]
+    for name, stage, label in DIAG_REFERENCES:
+        r = _dev_run(os.path.join(results, f"seed_{seed}", name), stage, label)
+        if r:
+            rows[name] = dict(r, reference=True)
+    for d in sorted(glob.glob(os.path.join(results, "diagnostics", f"seed_{seed}", "*"))):
+        r = _dev_run(d, "hl_aacl", "dev-only diagnostic")
+        if r:
+            rows[os.path.basename(d)] = dict(r, reference=False)
+    control = rows.get("control", {}).get("best_dev_f1")
+    md = ["| run | start | tau | alpha | negative | lr | steps | best dev F1 / EM (step) | "
+          "F1 - control | dev F1 by step | L_hard | L_contrast | neg. cosine | "
+          "neg. overlaps gold |", "|" + "---|" * 14]
     for name, r in rows.items():
-        curve = ", ".join(f"{s}: {v:.1f}" for s, v in r["dev_curve"])
-        md.append(f"| {name}: {r['label']} | {fmt(r['best_dev_f1'], 1)} ({r['best_step']}) | "
-                  f"{curve} | {fmt(r['loss_hard'])} | {fmt(r['loss_contrast'])} | "
-                  f"{fmt(r['aacl_neg_similarity'])} | {fmt(r['aacl_neg_overlap'], 2)} |")
+        r["minus_control"] = None if control is None or r["best_dev_f1"] is None \
+            else r["best_dev_f1"] - control
+        md.append("| " + " | ".join(_diag_cells(name, r)) + " |")
     return rows, md
+
+
+def _diag_cells(name: str, r: dict) -> list:
+    num = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    best = "-" if r["best_dev_f1"] is None else \
+        f"{r['best_dev_f1']:.1f} / {num(r['best_dev_em'], '.1f')} ({r['best_step']})"
+    return [f"{name}: {r['label']}" if r["reference"] else f"**{name}**",
+            r["init"] or "-", num(r["tau"], "g"), num(r["alpha"], "g"), r["negative"] or "-",
+            num(r["lr"], "g"), num(r["steps"], "d"), best, num(r["minus_control"], "+.1f"),
+            ", ".join(f"{s}: {v:.1f}" for s, v, _ in r["dev_curve"]),
+            num(r["loss_hard"], ".3f"), num(r["loss_contrast"], ".3f"),
+            num(r["aacl_neg_similarity"], ".3f"), num(r["aacl_neg_overlap"], ".2f")]
+
+
+def dev_best(rows: dict) -> str | None:
+    """The second-stage setting with the highest best dev F1 among ``full`` and the dev-only
+    runs (HL + AA-CL settings only: the control and HL alone are Part 2's comparisons anyway)."""
+    cands = {n: r["best_dev_f1"] for n, r in rows.items()
+             if (n == "full" or not r["reference"]) and r["best_dev_f1"] is not None}
+    return max(cands, key=cands.get) if cands else None
 
 
 def write_diagnostics_report(results: str, seeds=(0,)):
     """``results/diagnostics/README.md`` (and ``report.json``) from the copied metrics files of
-    the dev-only runs; nothing is written when there are none."""
-    from xmrc_jax.replication import DIAG_RUNS
-    labels = {n: label for n, (label, _) in DIAG_RUNS.items()}
+    the dev-only runs and of the committed runs they are read beside, then the hand-written
+    ``results/diagnostics/reading.md`` when there is one; nothing is written without a
+    dev-only run."""
     out, md = {}, ["# Second-stage diagnosis on the held-out English dev articles", "",
                    "Generated by `python -m xmrc_jax.replication --report-only --results "
-                   f"{results}` from the metrics files here. Dev data only: no test file was "
-                   "scored by these runs. The AA-CL terms are means over the last quarter of "
-                   "the logged steps.", ""]
+                   f"{results}` from the metrics files here and the committed runs' under "
+                   f"`seed_<s>/`. Dev data only: no test file was scored by these runs. Each "
+                   "dev-only run (bold) changes only what its name says of (c) `full`: the "
+                   "same baseline, the same Z (|Z| = 20), |A| = 50, type weights (1, 0.1, 0), "
+                   "the replication's second-stage length unless `pretrained` ((d): from "
+                   "e5-small, as long as the baseline). F1 - control: best dev F1 against the "
+                   "control's best. The AA-CL terms are means over the last quarter of the "
+                   "logged steps; the hard negatives' overlap with gold was first logged for "
+                   "these runs (`-` in the earlier ones).", ""]
     for s in seeds:
-        rows, table = diagnostics_table(os.path.join(results, "diagnostics", f"seed_{s}"), labels)
-        if rows:
-            out[f"seed_{s}"] = rows
-            md += [f"## Seed {s}", ""] + table + [""]
+        rows, table = diagnostics_table(results, s)
+        if not any(not r["reference"] for r in rows.values()):
+            continue
+        out[f"seed_{s}"] = dict(runs=rows, dev_best=dev_best(rows))
+        md += [f"## Seed {s}", ""] + table + ["", f"Best HL + AA-CL setting by dev F1: "
+                                             f"`{out[f'seed_{s}']['dev_best']}`.", ""]
     if not out:
         return None
-    os.makedirs(os.path.join(results, "diagnostics"), exist_ok=True)
+    reading = os.path.join(results, "diagnostics", "reading.md")
+    if os.path.exists(reading):
+        with open(reading, encoding="utf-8") as f:
+            md += ["## Reading", "", f.read().strip()]
     text = "\n".join(md) + "\n"
     with open(os.path.join(results, "diagnostics", "README.md"), "w", encoding="utf-8") as f:
         f.write(text)
