@@ -57,8 +57,14 @@ def test_replication_runs_results_folder_and_report(tmp_path):
     root, results = tmp_path / "runs", tmp_path / "results"
     with pytest.raises(ValueError, match="mining of 'full'"):
         replication.run_xmrc(Runs(str(root), c), [0], ["base", "control"])
-    replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "control"])
+    with pytest.raises(ValueError, match="no dev-best setting"):
+        replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "best"])
+    replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "control", "best"],
+                         best="alpha0.1+tau1")
     seed = root / "seed_0"
+    art = json.load(open(seed / "best" / "hl_aacl" / "artifact.json"))["config"]
+    assert (art["hl.alpha"], art["hl.tau"], art["hl.ablation"]) == (0.1, 1.0, "full")
+    assert (seed / "best" / "mine").is_symlink() and (seed / "best" / "evaluate").is_dir()
     assert (seed / "control" / "baseline").is_symlink() and (seed / "control" / "mine").is_symlink()
     art = json.load(open(seed / "control" / "hl_aacl" / "artifact.json"))["config"]
     assert (art["hl.variant"], art["hl.alpha"]) == ("mrc", 0.0)
@@ -77,7 +83,8 @@ def test_replication_runs_results_folder_and_report(tmp_path):
     shutil.rmtree(root)                      # the report needs the results folder only
     text = write_report(str(results))
     report = json.load(open(results / "report.json"))["xmrc"]["datasets"]["mlqa"]
-    assert set(report["f1_em"]) == {"base", "full", "control"}
+    assert set(report["f1_em"]) == {"base", "full", "control", "best"}
+    assert "(c) HL + AA-CL at the dev-best setting `tau1+alpha0.1`" in text
     assert set(report["f1_em"]["base"]) == {"en", "es", "de", "ar", "hi", "vi", "avg6", "avg"}
     d = report["paired"]["full-control"]["all"]
     f1 = report["f1_em"]
@@ -86,6 +93,58 @@ def test_replication_runs_results_folder_and_report(tmp_path):
     for part in ("(b) control", "EM@k", "full - control", "full - base", "sequence 64"):
         assert part in text
     assert (results / "README.md").read_text() == text
+
+
+def test_report_pools_seeds(tmp_path):
+    """Several seeds: per-language means over seeds, each seed's average, the paired difference
+    on each question's seed mean and McNemar over (seed, question) pairs, checked by hand on a
+    results folder of two seeds of three made-up runs."""
+    from xmrc_jax.replication_report import evaluated_seeds, write_report
+    rng = np.random.default_rng(0)
+    langs, config = ("en", "es"), json.load(open(os.path.join(
+        ROOT, "results", "replication", "seed_0", "base", "config.json")))
+    scores = {}
+    for s in (0, 1):
+        for run in ("base", "control", "full"):
+            d = tmp_path / f"seed_{s}" / run / "evaluate"
+            d.mkdir(parents=True)
+            json.dump(dict(config, seed=s), open(d.parent / "config.json", "w"))
+            res = {}
+            for lang in langs:
+                em = rng.random(30) < 0.5
+                f1 = np.where(em, 1.0, rng.random(30) * 0.8)
+                q = {f"q{i}": [float(e), float(f)] for i, (e, f) in enumerate(zip(em, f1))}
+                scores[s, run, lang] = q
+                json.dump(q, open(d / f"scores_mlqa_{lang}.json", "w"))
+                res[lang] = dict(f1=100 * f1.mean(), exact_match=100 * em.mean(),
+                                 em_at={"1": 100 * em.mean(), "3": 100.0})
+            json.dump(dict(results=dict(mlqa=res), model=f"{run} model"),
+                      open(d / "results.json", "w"))
+    assert evaluated_seeds(str(tmp_path)) == [0, 1]
+    text = write_report(str(tmp_path))
+    out = json.load(open(tmp_path / "report.json"))["xmrc"]
+    assert out["seeds"] == [0, 1] and "seeds 0, 1" in text
+    f1 = lambda s, run, lang: 100 * np.mean([v[1] for v in scores[s, run, lang].values()])  # noqa: E731
+    em = lambda s, run: 100 * np.mean([v[0] for lang in langs  # noqa: E731
+                                       for v in scores[s, run, lang].values()])
+    want = np.mean([np.mean([f1(s, "full", lang) for lang in langs]) for s in (0, 1)])
+    assert abs(out["datasets"]["mlqa"]["f1_em"]["full"]["avg"][0] - want) < 1e-9
+    d = out["datasets"]["mlqa"]["paired"]["full-control"]["all"]
+    by_seed = [np.mean([f1(s, "full", lang) - f1(s, "control", lang) for lang in langs])
+               for s in (0, 1)]
+    np.testing.assert_allclose(d["by_seed"], by_seed, rtol=1e-9)
+    assert abs(d["f1"]["mean_diff"] - np.mean(by_seed)) < 1e-9 and d["questions"] == 60
+    assert abs(d["exact_match"]["mean_diff"] - np.mean([em(s, "full") - em(s, "control")
+                                                        for s in (0, 1)])) < 1e-9
+    pairs = [(scores[s, "control", lang][q][0], scores[s, "full", lang][q][0])
+             for s in (0, 1) for lang in langs for q in scores[s, "full", lang]]
+    assert d["mcnemar_em"]["b01"] == sum(a == 0 and b == 1 for a, b in pairs)
+    assert d["mcnemar_em"]["b10"] == sum(a == 1 and b == 0 for a, b in pairs)
+    row = next(x for x in text.splitlines() if x.startswith("| full - control |"))
+    assert row.endswith(", ".join(f"{v:+.2f}" for v in by_seed) + " |")
+    shutil.rmtree(tmp_path / "seed_1" / "control")        # only the runs every seed has
+    write_report(str(tmp_path))
+    assert json.load(open(tmp_path / "report.json"))["xmrc"]["runs"] == ["base", "full"]
 
 
 def test_mccrolin_report_against_the_starting_encoder(tmp_path):

@@ -10,6 +10,8 @@ xMRC runs (``ROOT/seed_<s>/<run>``, sharing the baseline and the mining by finge
 * ``control``: (b) the baseline trained on with L_mrc alone for as many further steps as the
   second stage takes (``hl.ablation=control``): what extra training alone gives;
 * ``full``: (c) HL + AA-CL from the baseline with the paper preset's reading of Eq. 5;
+* ``best``: (c) at the setting the dev-only diagnosis chose by dev F1 (``--diagnostics``,
+  read from ``RESULTS/diagnostics/report.json``; nothing of the test sets chooses it);
 * ``pretrained``: (d) HL + AA-CL from the pretrained encoder with Z mined by the baseline;
 * ``no_hl`` / ``no_aacl``: the ablations, from the baseline.
 
@@ -22,7 +24,9 @@ McCrolin (``--mccrolin``; the config's ``mccrolin`` argument, ``ROOT/mccrolin/se
 ``mc_full`` (three rounds, teacher updated) and ``mc_no_update``; each run's retrieval stage
 scores the starting encoder too.
 
-Every stage resumes, so the command continues a stopped replication. ``--results DIR`` copies
+``--seeds 0,1,2`` gives each seed its own baseline and Z; the report then pools the paired
+intervals over seeds and lists each seed's difference. Every stage resumes, so the command
+continues a stopped replication. ``--results DIR`` copies
 each run's small results (results.json, per-question predictions and ranks, the HL weights, the
 selection record and the training log) into ``DIR`` (committed); the report (``DIR/README.md``
 and ``report.json``) is written from those copies only, so ``--report-only`` regenerates it
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import logging
 import os
 import re
@@ -49,6 +54,8 @@ XMRC_RUNS = {   # name: (label, links, changes)
                 {"hl.ablation": "control", "hl.init": "baseline"}),
     "full": ("(c) HL + AA-CL from the baseline", {"baseline": "base"},
              {"hl.ablation": "full", "hl.init": "baseline"}),
+    "best": ("(c) HL + AA-CL at the dev-best setting", {"baseline": "base", "mine": "full"},
+             None),             # the changes: the diagnosis's dev-best setting (``dev_best``)
     "pretrained": ("(d) HL + AA-CL from e5-small", {"baseline": "base", "mine": "full"},
                    {"hl.ablation": "full", "hl.init": "pretrained"}),
     "no_hl": ("(c) - HL (L_mrc + AA-CL)", {"baseline": "base", "mine": "full"},
@@ -56,7 +63,7 @@ XMRC_RUNS = {   # name: (label, links, changes)
     "no_aacl": ("(c) - AA-CL (HL alone)", {"baseline": "base", "mine": "full"},
                 {"hl.ablation": "no_aacl", "hl.init": "baseline"}),
 }
-RUN_ORDER = ("base", "full", "control", "pretrained", "no_hl", "no_aacl")
+RUN_ORDER = ("base", "full", "control", "best", "pretrained", "no_hl", "no_aacl")
 # Dev-only diagnosis of the second stage (no test file is scored): each from the same baseline
 # and the same Z as ``full``, stages mine (linked) -> hl_aacl, the dev F1 curve and the AA-CL
 # terms in its metrics.jsonl. A run's name is its changes to ``full``, joined by "+":
@@ -70,9 +77,10 @@ DIAG_ALL = ("tau1", "tau10", "alpha0.1", "alpha0.3", "no_overlap", "pretrained")
 
 
 def diag_changes(name: str) -> dict:
-    """The config changes to ``full`` that the diagnostic run ``name`` stands for."""
+    """The config changes to ``full`` that the diagnostic run ``name`` stands for (``full``:
+    none)."""
     changes = {}
-    for part in name.split("+"):
+    for part in name.split("+") if name != "full" else ():
         m = re.fullmatch(r"(tau|alpha|lr)(\d+(?:\.\d*)?(?:e-?\d+)?)", part)
         if part in DIAG_FLAGS:
             changes.update(DIAG_FLAGS[part])
@@ -88,19 +96,44 @@ MC_RUNS = {"mc_full": ("McCrolin (3 rounds)", {}),
            "mc_no_update": ("McCrolin without teacher update", {"mccrolin.teacher_update": False})}
 
 
-def run_xmrc(runs: Runs, seeds, names):
+def run_xmrc(runs: Runs, seeds, names, best: str | None = None):
+    """The xMRC runs ``names`` (of ``RUN_ORDER``) for each seed; ``best`` is ``full`` at the
+    dev-only diagnosis's best setting ``best`` (a ``diag_changes`` name)."""
     unknown = set(names) - set(XMRC_RUNS)
     if unknown:
         raise ValueError(f"--runs: unknown {sorted(unknown)}; known: {list(RUN_ORDER)}")
     if set(names) - {"base"} and "full" not in names:
         raise ValueError("--runs: the second-stage runs share the mining of 'full'; add it")
+    if "best" in names and not best:
+        raise ValueError("--runs best: no dev-best setting (run --diagnostics first; it is read "
+                         "from RESULTS/diagnostics/report.json)")
+    best_changes = _with_epochs(runs, {**XMRC_RUNS["full"][2], **diag_changes(best)}) \
+        if "best" in names else None
+    if best == "full":
+        log.info("--runs best: the dev-best setting is full's own; best is not run again")
+        names = [n for n in names if n != "best"]
     for s in seeds:
         for name in RUN_ORDER:
             if name not in names:
                 continue
             _, links, changes = XMRC_RUNS[name]
+            changes = best_changes if name == "best" else changes
             stages = ("baseline", "evaluate") if name == "base" else SECOND
             runs.run(s, name, stages, links, **(changes or {}))
+
+
+def _with_epochs(runs: Runs, changes: dict) -> dict:
+    return {k: runs.config.train.epochs if v == "train.epochs" else v for k, v in changes.items()}
+
+
+def dev_best(results: str, seed: int = 0) -> str | None:
+    """The second-stage setting the dev-only diagnosis of ``seed`` chose (by dev F1 alone),
+    from ``results/diagnostics/report.json``; None before the diagnosis."""
+    path = os.path.join(results, "diagnostics", "report.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get(f"seed_{seed}", {}).get("dev_best")
 
 
 def run_diagnostics(runs: Runs, seeds, names):
@@ -111,8 +144,7 @@ def run_diagnostics(runs: Runs, seeds, names):
         runs.run(s, "base", ("baseline",))
         runs.run(s, "full", ("mine",), {"baseline": "base"}, **XMRC_RUNS["full"][2])
         for name, changes in todo.items():
-            changes = {k: runs.config.train.epochs if v == "train.epochs" else v
-                       for k, v in {**XMRC_RUNS["full"][2], **changes}.items()}
+            changes = _with_epochs(runs, {**XMRC_RUNS["full"][2], **changes})
             runs.run(s, f"diag_{name}", ("hl_aacl",), {"baseline": "base", "mine": "full"},
                      **changes)
 
@@ -223,7 +255,8 @@ def main(argv=None):
                 names = list(DIAG_ALL) if args.diagnostics == ["all"] else args.diagnostics
                 run_diagnostics(runs, args.seeds, names)
             else:
-                run_xmrc(runs, args.seeds, args.runs)
+                run_xmrc(runs, args.seeds, args.runs,
+                         dev_best(args.results) if args.results else None)
             if args.results:
                 collect_all(args.workdir, args.results, args.seeds, bool(args.diagnostics))
             if args.mccrolin:

@@ -19,9 +19,12 @@ from xmrc_jax.eval.report import PAPER_LANGS
 from xmrc_jax.eval.significance import mcnemar, paired_bootstrap
 
 LABELS = {"base": "(a) baseline", "control": "(b) control: baseline + L_mrc",
-          "full": "(c) HL + AA-CL from the baseline", "pretrained": "(d) HL + AA-CL from e5-small",
+          "full": "(c) HL + AA-CL from the baseline",
+          "best": "(c) HL + AA-CL at the dev-best setting",
+          "pretrained": "(d) HL + AA-CL from e5-small",
           "no_hl": "(c) - HL (L_mrc + AA-CL)", "no_aacl": "(c) - AA-CL (HL alone)"}
-PAIRS = (("full", "control"), ("full", "base"), ("control", "base"), ("pretrained", "base"),
+PAIRS = (("full", "control"), ("full", "base"), ("control", "base"), ("best", "control"),
+         ("best", "base"), ("best", "full"), ("best", "no_aacl"), ("pretrained", "base"),
          ("full", "no_hl"), ("full", "no_aacl"), ("no_aacl", "control"), ("no_hl", "control"))
 
 
@@ -38,17 +41,25 @@ def _ci(d) -> str:
     return f"{d['mean_diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
-def _paired(run_a: str, run_b: str, dataset: str, langs) -> dict:
-    """B - A over the questions of ``langs`` together (``reproduce``'s paired bootstrap of F1
-    and EM and McNemar on EM, on the stored per-question scores)."""
+def _paired(runs_a, runs_b, dataset: str, langs) -> dict:
+    """B - A over the questions of ``langs`` together, pooled over seeds (``runs_a`` and
+    ``runs_b``: one run folder per seed, in the same seed order): ``reproduce``'s paired
+    bootstrap of the seed-mean F1 and EM per question and McNemar on EM over (seed, question)
+    pairs, on the stored per-question scores; ``by_seed``: each seed's mean F1 difference."""
     from xmrc_jax.reproduce import _diff
     a, b = {}, {}
     for lang in langs:
-        sa, sb = _read(scores_file(run_a, dataset, lang)), _read(scores_file(run_b, dataset, lang))
-        if set(sa) != set(sb):
-            raise ValueError(f"{dataset} {lang}: {run_a} and {run_b} scored different questions")
-        a[lang], b[lang] = [sa], [sb]
-    return {**_diff(a, b, list(langs)), "questions": sum(len(a[lang][0]) for lang in langs)}
+        a[lang], b[lang] = [], []
+        for ra, rb in zip(runs_a, runs_b):
+            sa, sb = _read(scores_file(ra, dataset, lang)), _read(scores_file(rb, dataset, lang))
+            if set(sa) != set(sb) or (a[lang] and set(sa) != set(a[lang][0])):
+                raise ValueError(f"{dataset} {lang}: {ra} and {rb} scored different questions")
+            a[lang].append(sa), b[lang].append(sb)
+    by_seed = [float(np.mean(np.concatenate([[100 * (b[lang][i][q][1] - a[lang][i][q][1])
+                                               for q in sorted(a[lang][i])] for lang in langs])))
+               for i in range(len(runs_a))]
+    return {**_diff(a, b, list(langs)), "questions": sum(len(a[lang][0]) for lang in langs),
+            "seeds": len(runs_a), "by_seed": by_seed}
 
 
 def _groups(langs):
@@ -73,7 +84,7 @@ def _step_time(run_dir: str, stage: str):
     return float(np.median([1 / r for r in rates[1:]])) if len(rates) > 1 else None
 
 
-def _settings(seed_dir: str, runs) -> list:
+def _settings(seed_dir: str, runs, seeds=(0,)) -> list:
     c = _read(os.path.join(seed_dir, "base", "config.json"))
     d, t, hl = c["data"], c["train"], c["hl"]
     for run in ("full", "control"):     # the second stage's settings are the second stage's run's
@@ -92,7 +103,9 @@ def _settings(seed_dir: str, runs) -> list:
              + f" ({', '.join(str(x) for x in limits)})" * (len(limits) > 1),
              f"- sequence {d['max_seq_length']} (stride {d['doc_stride']}), batch "
              f"{t['batch_size']}, lr {t['learning_rate']}, warm-up {t['warmup_ratio']}, "
-             f"{t['epochs']} epoch(s) baseline, {hl['epochs']} epoch(s) second stage, seed {c['seed']}",
+             f"{t['epochs']} epoch(s) baseline, {hl['epochs']} epoch(s) second stage, "
+             + (f"seed {c['seed']}" if len(seeds) < 2 else
+                f"seeds {', '.join(map(str, seeds))} (each its own baseline and Z)"),
              f"- second stage: HL `{hl['variant']}` with type weights (gold, one boundary, none) "
              f"{tuple(hl['type_weights'])}, |Z| = {hl['num_candidates']}, alpha {hl['alpha']}, "
              f"tau {hl['tau']}, |A| = {hl['num_contrast']}"]
@@ -107,60 +120,108 @@ def _settings(seed_dir: str, runs) -> list:
     return lines + [""]
 
 
-def xmrc_tables(seed_dir: str):
-    runs = [r for r in LABELS if os.path.exists(os.path.join(seed_dir, r, "evaluate", "results.json"))]
+def evaluated_seeds(results: str) -> list:
+    """The seeds whose baseline has test results under ``results/seed_<s>/``."""
+    found = glob.glob(os.path.join(results, "seed_*", "base", "evaluate", "results.json"))
+    return sorted(int(p.split(os.sep)[-4][len("seed_"):]) for p in found)
+
+
+def xmrc_tables(results: str, seeds=(0,)):
+    """The xMRC tables over ``seeds``, for the runs evaluated in every one of them: F1 / EM per
+    language and EM@k (means over seeds, with each seed's all-language F1 when there are
+    several), the paired differences pooled over seeds (``_paired``) with each seed's."""
+    dirs = lambda r: [os.path.join(results, f"seed_{s}", r) for s in seeds]  # noqa: E731
+    runs = [r for r in LABELS if all(os.path.exists(os.path.join(d, "evaluate", "results.json"))
+                                     for d in dirs(r))]
     if "base" not in runs:
         return {}, []
-    full = {r: _read(os.path.join(seed_dir, r, "evaluate", "results.json")) for r in runs}
-    res = {r: full[r]["results"] for r in runs}
-    out, md = {"runs": runs, "datasets": {}}, _settings(seed_dir, runs)
-    md[-1:-1] = [f"- model scored by {LABELS[r]}: {full[r]['model']}" for r in runs]
-    for ds, per_lang in res["base"].items():
+    full = {r: [_read(os.path.join(d, "evaluate", "results.json")) for d in dirs(r)] for r in runs}
+    res = {r: [x["results"] for x in full[r]] for r in runs}
+    mean = lambda r, ds, members, key: float(np.mean([_avg(x, ds, members, key)  # noqa: E731
+                                                      for x in res[r]]))
+    many = len(seeds) > 1
+    label = lambda r: LABELS[r] if r != "best" else \
+        f"{LABELS[r]} `{setting_name(dirs(r)[0], dirs('full')[0])}`"  # noqa: E731
+    seed_dir = os.path.join(results, f"seed_{seeds[0]}")
+    out = {"runs": runs, "seeds": list(seeds), "datasets": {}}
+    md = _settings(seed_dir, runs, seeds)
+    md[-1:-1] = [f"- model scored by {label(r)}: {full[r][0]['model']}"
+                 + (" (seed {})".format(seeds[0]) if many else "") for r in runs]
+    for ds, per_lang in res["base"][0].items():
         langs = list(per_lang)
         groups = _groups(langs)
-        table = {r: {g: (_avg(res[r], ds, members, "f1"), _avg(res[r], ds, members, "exact_match"))
+        table = {r: {g: (mean(r, ds, members, "f1"), mean(r, ds, members, "exact_match"))
                      for g, members in groups} for r in runs}
-        md += [f"## {ds}: F1 / EM per language", "",
-               "| model | " + " | ".join(g for g, _ in groups) + " |", "|---" * (len(groups) + 1) + "|"]
-        md += [f"| {LABELS[r]} | " + " | ".join(f"{table[r][g][0]:.1f} / {table[r][g][1]:.1f}"
-                                                 for g, _ in groups) + " |" for r in runs]
-        ks = list(res["base"][ds][langs[0]]["em_at"])
-        em_at = {r: {k: _avg({ds: {lang: res[r][ds][lang]["em_at"] for lang in langs}}, ds, langs, k)
-                     for k in ks} for r in runs}
-        md += ["", f"### {ds}: EM@k, all-language average (Table 2: does the top-1 / top-k gap shrink?)", "",
+        by_seed = {r: [_avg(x, ds, langs, "f1") for x in res[r]] for r in runs}
+        extra = " | avg F1 by seed" if many else ""
+        md += [f"## {ds}: F1 / EM per language" + (f" (means over seeds {list(seeds)})" if many
+                                                    else ""), "",
+               "| model | " + " | ".join(g for g, _ in groups) + extra + " |",
+               "|---" * (len(groups) + 1 + many) + "|"]
+        md += [f"| {label(r)} | " + " | ".join(f"{table[r][g][0]:.1f} / {table[r][g][1]:.1f}"
+                                               for g, _ in groups)
+               + (" | " + ", ".join(f"{v:.1f}" for v in by_seed[r]) if many else "") + " |"
+               for r in runs]
+        ks = list(res["base"][0][ds][langs[0]]["em_at"])
+        em_at = {r: {k: float(np.mean([np.mean([x[ds][lang]["em_at"][k] for lang in langs])
+                                       for x in res[r]])) for k in ks} for r in runs}
+        md += ["", f"### {ds}: EM@k, all-language average (Table 2: does the top-1 / top-k gap "
+               "shrink?)", "",
                "| model | " + " | ".join(f"EM@{k}" for k in ks) + " | EM@max - EM@1 |",
                "|---" * (len(ks) + 2) + "|"]
-        md += [f"| {LABELS[r]} | " + " | ".join(f"{em_at[r][k]:.1f}" for k in ks)
+        md += [f"| {label(r)} | " + " | ".join(f"{em_at[r][k]:.1f}" for k in ks)
                + f" | {em_at[r][ks[-1]] - em_at[r][ks[0]]:.1f} |" for r in runs]
         pairs = {}
         if not any(a in runs and b in runs for b, a in PAIRS):
-            out["datasets"][ds] = dict(f1_em=table, em_at=em_at, paired=pairs)
+            out["datasets"][ds] = dict(f1_em=table, em_at=em_at, paired=pairs, f1_by_seed=by_seed)
             md.append("")
             continue
-        md += ["", f"### {ds}: paired differences (B - A; 95 % bootstrap interval over questions; McNemar on EM)", "",
-               "| B - A | questions | F1 (avg) | EM (avg) | McNemar p | F1 (avg6) |", "|---|---|---|---|---|---|"]
+        over = (f"pooled over {len(seeds)} seeds: bootstrap over questions of the seed means, "
+                "McNemar on EM over (seed, question) pairs" if many else
+                "95 % bootstrap interval over questions; McNemar on EM")
+        md += ["", f"### {ds}: paired differences (B - A; {over})", "",
+               "| B - A | questions | F1 (avg) | EM (avg) | McNemar p | F1 (avg6) |"
+               + (" F1 (avg) by seed |" if many else ""), "|---" * (6 + many) + "|"]
         for b, a in PAIRS:
             if a not in runs or b not in runs:
                 continue
-            d = _paired(os.path.join(seed_dir, a), os.path.join(seed_dir, b), ds, langs)
-            d6 = (_paired(os.path.join(seed_dir, a), os.path.join(seed_dir, b), ds, dict(groups)["avg6"])
+            d = _paired(dirs(a), dirs(b), ds, langs)
+            d6 = (_paired(dirs(a), dirs(b), ds, dict(groups)["avg6"])
                   if "avg6" in dict(groups) else None)
             pairs[f"{b}-{a}"] = dict(all=d, avg6=d6)
             md.append(f"| {b} - {a} | {d['questions']} | {_ci(d['f1'])} | {_ci(d['exact_match'])} | "
-                      f"{d['mcnemar_em']['p_value']:.3g} | {_ci(d6['f1']) if d6 else '-'} |")
+                      f"{d['mcnemar_em']['p_value']:.3g} | {_ci(d6['f1']) if d6 else '-'} |"
+                      + (" " + ", ".join(f"{v:+.2f}" for v in d["by_seed"]) + " |" if many else ""))
         md.append("")
-        out["datasets"][ds] = dict(f1_em=table, em_at=em_at, paired=pairs)
+        out["datasets"][ds] = dict(f1_em=table, em_at=em_at, paired=pairs, f1_by_seed=by_seed)
     weights = {}
     for r in runs:
-        p = os.path.join(seed_dir, r, "hl_aacl", "hl_type_weights.json")
-        if os.path.exists(p):
-            weights[r] = _read(p)
+        for s, d in zip(seeds, dirs(r)):
+            p = os.path.join(d, "hl_aacl", "hl_type_weights.json")
+            if os.path.exists(p):
+                weights[r if not many else f"{r}/seed_{s}"] = _read(p)
     if weights:
         md += ["HL weights learned (gold, one boundary, none): " + "; ".join(
-            f"{LABELS[r]}: {w['gold']:.3f} / {w['one_boundary']:.3f} / {w['none']:.3f}"
-            for r, w in weights.items()), ""]
+            f"{k}: {w['gold']:.3f} / {w['one_boundary']:.3f} / {w['none']:.3f}"
+            if many else f"{LABELS[k]}: {w['gold']:.3f} / {w['one_boundary']:.3f} / {w['none']:.3f}"
+            for k, w in weights.items()), ""]
     out["learned_hl_weights"] = weights
     return out, md
+
+
+def setting_name(run_dir: str, full_dir: str) -> str:
+    """The second-stage setting of ``run_dir`` as its changes to ``full_dir``'s, in
+    ``xmrc_jax.replication.diag_changes``'s names (``tau1+alpha0.3``; ``full`` when none)."""
+    if not (os.path.exists(os.path.join(run_dir, "config.json"))
+            and os.path.exists(os.path.join(full_dir, "config.json"))):
+        return "?"
+    a, b = (_read(os.path.join(d, "config.json"))["hl"] for d in (full_dir, run_dir))
+    parts = [f"{name}{b[key]:g}" for name, key in (("tau", "tau"), ("alpha", "alpha"),
+                                                    ("lr", "learning_rate"))
+             if b.get(key) != a.get(key)]
+    parts += ["no_overlap"] * (b.get("negative", "not_gold") != a.get("negative", "not_gold"))
+    parts = ["pretrained"] * (b["init"] != a["init"]) + parts
+    return "+".join(parts) or "full"
 
 
 def _rank_scores(ranks: dict, level: str, langs, mrr_at: int, recall_at: int = 1):
@@ -279,14 +340,18 @@ def mccrolin_tables(seed_dir: str):
     return out, md
 
 
-def write_report(results: str, seed: int = 0) -> str:
-    seed_dir = os.path.join(results, f"seed_{seed}")
-    x, xmd = xmrc_tables(seed_dir)
-    m, mmd = mccrolin_tables(seed_dir)
+def write_report(results: str, seeds=None) -> str:
+    """``results/README.md`` and ``report.json``: the xMRC tables over ``seeds`` (default: every
+    seed whose baseline was evaluated) and McCrolin's of the first seed."""
+    seeds = list(seeds if seeds is not None else evaluated_seeds(results) or [0])
+    x, xmd = xmrc_tables(results, seeds)
+    m, mmd = mccrolin_tables(os.path.join(results, f"seed_{seeds[0]}"))
+    over = ("one seed: the intervals are over questions" if len(seeds) < 2 else
+            f"seeds {', '.join(map(str, seeds))}: the intervals are over questions, of each "
+            "question's mean over seeds")
     md = ["# Replication on multilingual-e5-small: results", "",
           "Generated by `python -m xmrc_jax.replication --report-only --results "
-          f"{results}` from the files in this folder (one seed: the intervals are over questions).",
-          ""] + xmd + mmd
+          f"{results}` from the files in this folder ({over}).", ""] + xmd + mmd
     text = "\n".join(md) + "\n"
     with open(os.path.join(results, "README.md"), "w", encoding="utf-8") as f:
         f.write(text)
