@@ -118,6 +118,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.mccrolin.mask_false_negatives = True     # same question / same passage: not a negative
     c.mccrolin.teacher_update = True           # teacher <- student after each round (false: ablation)
     c.mccrolin.normalize = True                # L2-normalise embeddings (dot product = cosine)
+    # The workdir of a finished McCrolin run whose round 1 this run takes instead of training
+    # it: allowed only where the two runs' settings differ in nothing but teacher_update and
+    # rounds, which round 1 does not depend on (its teacher is round 0 either way). Not part
+    # of the fingerprint: it changes where the work comes from, not what it is.
+    c.mccrolin.first_round_from = ""
 
     c.retrieval = ml_collections.ConfigDict()
     c.retrieval.languages = ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi",

@@ -264,3 +264,37 @@ def test_diagnostics_are_dev_only_runs_from_one_baseline_and_z(tmp_path):
     rows = json.load(open(results / "diagnostics" / "report.json"))["seed_0"]["runs"]
     assert rows["control"]["reference"] and rows["no_overlap"]["minus_control"] == 0.0
     assert text.index("| control: (b) control") < text.index("| **no_overlap**")
+
+
+def test_each_runs_results_are_copied_when_it_ends(tmp_path, monkeypatch):
+    """A replication stopped part-way (a kill, the end of a session) leaves every finished
+    run's results files in --results: ``main`` copies them as each run ends, not at the end."""
+    from xmrc_jax import replication
+    from xmrc_jax.reproduce import Runs
+    done = []
+
+    def fake_run(self, seed, name, stages, links=None, **changes):
+        if len(done) == 3:                  # base, full's mining, tau1: then the stop
+            raise KeyboardInterrupt
+        wd = self.dir(seed, name)
+        for stage in stages:
+            os.makedirs(os.path.join(wd, stage), exist_ok=True)
+            with open(os.path.join(wd, stage, "metrics.jsonl"), "w") as f:
+                f.write(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+        with open(os.path.join(wd, "config.json"), "w") as f:
+            json.dump({"changes": changes}, f)
+        done.append(name)
+        return wd
+
+    monkeypatch.setattr(Runs, "run", fake_run)
+    monkeypatch.setattr(replication, "load_config", lambda *a: _mrc_config())
+    results = tmp_path / "results"
+    with pytest.raises(KeyboardInterrupt):
+        replication.main(["--config", "x.py", "--workdir", str(tmp_path / "runs"),
+                          "--diagnostics", "tau1,tau10", "--results", str(results)])
+    assert done == ["base", "full", "diag_tau1"]
+    kept = results / "diagnostics" / "seed_0" / "tau1"
+    assert json.load(open(kept / "config.json")) == {"changes": {
+        "hl.ablation": "full", "hl.init": "baseline", "hl.tau": 1.0}}
+    assert (kept / "hl_aacl" / "metrics.jsonl").exists()
+    assert not (results / "seed_0").exists()      # the dev-only runs' baseline is not copied

@@ -1,6 +1,7 @@
 """McCrolin data (sentences, parallel join, article split), the chunked top-k, retrieval metrics,
 the frozen teacher in the train step, and a two-round end-to-end run on a tiny model."""
 
+import copy
 import json
 import os
 
@@ -298,6 +299,40 @@ def test_no_teacher_update_keeps_the_initial_teacher(tmp_path, monkeypatch):
     assert set(groups) == {"q_group", "d_group"}
     assert len(np.unique(groups["d_group"])) < len(np.unique(groups["q_group"]))  # ~5 q / passage
 
+    # Round 1 does not depend on teacher_update or rounds (its teacher is round 0 either way):
+    # this run again, taking round 1 from a one-round teacher-update run, trains round 2 only
+    # and ends where the run above ended, bit for bit, with the same fingerprint.
+    from xmrc_jax.data import DataError
+    b, a, taker = str(tmp_path), str(tmp_path / "a"), str(tmp_path / "c")
+    source = copy.deepcopy(c)
+    source.mccrolin.teacher_update, source.mccrolin.rounds = True, 1
+    run_stages(source, a)
+    calls.clear()
+    take = copy.deepcopy(c)
+    take.mccrolin.first_round_from = a
+    run_stages(take, taker)
+    assert len(calls) == 1                                  # round 2 only
+    for r in (1, 2):
+        want, got = (read_state_dict(os.path.join(d, "mccrolin", f"round_{r}", "hf"))
+                     for d in (b, taker))
+        assert set(want) == set(got)
+        for k in want:
+            np.testing.assert_array_equal(want[k], got[k])
+    rb, rc = (json.load(open(os.path.join(d, "mccrolin", "rounds.json"))) for d in (b, taker))
+    assert rc.pop("first_round_from") == a and rc == rb
+    fp = [json.load(open(os.path.join(d, "mccrolin", "artifact.json")))["fingerprint"]
+          for d in (b, taker)]
+    assert fp[0] == fp[1] and not os.path.exists(os.path.join(taker, "mccrolin", "round_1",
+                                                               "checkpoints"))
+    bad = copy.deepcopy(take)
+    bad.train.learning_rate *= 10
+    with pytest.raises(DataError, match="first_round_from: .* other settings .*train.learning_rate"):
+        run_stages(bad, str(tmp_path / "d"))
+    bad.train.learning_rate, bad.mccrolin.first_round_from = c.train.learning_rate, b + "/none"
+    with pytest.raises(DataError, match="has no finished McCrolin round 1"):
+        run_stages(bad, str(tmp_path / "e"))
+    assert len(calls) == 1
+
 
 def test_document_level_and_sentences_with_context():
     en, _ = read_squad_file(os.path.join(ROOT, "data", "demo", "xquad.en.json"), "en")
@@ -359,3 +394,4 @@ def test_embed_texts_batches_by_length_and_matches_one_text_at_a_time():
         want = retrieval_qa.embed(module, params, enc["input_ids"][i:i + 1],
                                   enc["attention_mask"][i:i + 1], True)
         np.testing.assert_allclose(got[i], np.asarray(want)[0], atol=2e-6, rtol=1e-5)
+

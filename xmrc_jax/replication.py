@@ -21,8 +21,9 @@ each from the same baseline and Z, no test file scored; ``DIR/diagnostics/README
 their dev curves and AA-CL terms beside the baseline's, the control's and ``full``'s.
 
 McCrolin (``--mccrolin``; the config's ``mccrolin`` argument, ``ROOT/mccrolin/seed_<s>/<run>``):
-``mc_full`` (three rounds, teacher updated) and ``mc_no_update``; each run's retrieval stage
-scores the starting encoder too.
+``mc_full`` (three rounds, teacher updated) and ``mc_no_update``, which takes ``mc_full``'s
+round 1 (``mccrolin.first_round_from``); each run's retrieval stage scores the starting
+encoder too.
 
 ``--seeds 0,1,2`` gives each seed its own baseline and Z; the report then pools the paired
 intervals over seeds and lists each seed's difference. Every stage resumes, so the command
@@ -96,9 +97,10 @@ MC_RUNS = {"mc_full": ("McCrolin (3 rounds)", {}),
            "mc_no_update": ("McCrolin without teacher update", {"mccrolin.teacher_update": False})}
 
 
-def run_xmrc(runs: Runs, seeds, names, best: str | None = None):
+def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None):
     """The xMRC runs ``names`` (of ``RUN_ORDER``) for each seed; ``best`` is ``full`` at the
-    dev-only diagnosis's best setting ``best`` (a ``diag_changes`` name)."""
+    dev-only diagnosis's best setting ``best`` (a ``diag_changes`` name). ``after()`` is called
+    when each run ends (``main``: its results files are copied then, not at the end)."""
     unknown = set(names) - set(XMRC_RUNS)
     if unknown:
         raise ValueError(f"--runs: unknown {sorted(unknown)}; known: {list(RUN_ORDER)}")
@@ -120,6 +122,8 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None):
             changes = best_changes if name == "best" else changes
             stages = ("baseline", "evaluate") if name == "base" else SECOND
             runs.run(s, name, stages, links, **(changes or {}))
+            if after:
+                after()
 
 
 def _with_epochs(runs: Runs, changes: dict) -> dict:
@@ -136,9 +140,10 @@ def dev_best(results: str, seed: int = 0) -> str | None:
         return json.load(f).get(f"seed_{seed}", {}).get("dev_best")
 
 
-def run_diagnostics(runs: Runs, seeds, names):
+def run_diagnostics(runs: Runs, seeds, names, after=None):
     """The dev-only runs ``names`` (see ``diag_changes``) in ``seed_<s>/diag_<name>``; the baseline
-    and the mining are ``base``'s and ``full``'s (trained here when missing, never evaluated)."""
+    and the mining are ``base``'s and ``full``'s (trained here when missing, never evaluated);
+    ``after()`` is called when each dev-only run ends."""
     todo = {name: diag_changes(name) for name in names}      # every name checked first
     for s in seeds:
         runs.run(s, "base", ("baseline",))
@@ -147,12 +152,21 @@ def run_diagnostics(runs: Runs, seeds, names):
             changes = _with_epochs(runs, {**XMRC_RUNS["full"][2], **changes})
             runs.run(s, f"diag_{name}", ("hl_aacl",), {"baseline": "base", "mine": "full"},
                      **changes)
+            if after:
+                after()
 
 
-def run_mccrolin(runs: Runs, seeds):
+def run_mccrolin(runs: Runs, seeds, after=None):
+    """``mc_full``, then ``mc_no_update``, which takes ``mc_full``'s round 1 (the same
+    computation: both rounds 1 learn from round 0) instead of training it again."""
     for s in seeds:
         for name, (_, changes) in MC_RUNS.items():
+            if name != "mc_full":
+                changes = {**changes, "mccrolin.first_round_from":
+                           os.path.abspath(runs.dir(s, "mc_full"))}
             runs.run(s, name, ("mccrolin", "retrieval"), **changes)
+            if after:
+                after()
 
 
 # --------------------------------------------------------------------------- results files
@@ -251,20 +265,20 @@ def main(argv=None):
             if not (args.config and args.workdir):
                 raise ValueError("--config and --workdir are required (or --report-only)")
             runs = Runs(args.workdir, load_config(args.config, args.set))
+            # Each run's results files are copied as soon as it ends, so a long replication
+            # stopped part-way leaves every finished run's files ready to commit.
+            after = (lambda: collect_all(args.workdir, args.results, args.seeds,
+                                         bool(args.diagnostics))) if args.results else None
             if args.diagnostics:
                 names = list(DIAG_ALL) if args.diagnostics == ["all"] else args.diagnostics
-                run_diagnostics(runs, args.seeds, names)
+                run_diagnostics(runs, args.seeds, names, after)
             else:
                 run_xmrc(runs, args.seeds, args.runs,
-                         dev_best(args.results) if args.results else None)
-            if args.results:
-                collect_all(args.workdir, args.results, args.seeds, bool(args.diagnostics))
+                         dev_best(args.results) if args.results else None, after)
             if args.mccrolin:
                 spec = args.config + ("," if ":" in args.config else ":") + "mccrolin"
                 run_mccrolin(Runs(os.path.join(args.workdir, "mccrolin"),
-                                  load_config(spec, args.set)), args.seeds)
-            if args.results:
-                collect_all(args.workdir, args.results, args.seeds, bool(args.diagnostics))
+                                  load_config(spec, args.set)), args.seeds, after)
         if args.results:
             from xmrc_jax.replication_report import write_diagnostics_report, write_report
             write_report(args.results)

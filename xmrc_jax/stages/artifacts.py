@@ -94,12 +94,20 @@ def _plain(value):
     return value
 
 
+# Keys that say where finished work may be taken from, not what is computed: they are left
+# out of every fingerprint (``mccrolin.first_round_from``: another run's identical round 1).
+NOT_FINGERPRINTED = frozenset({"mccrolin.first_round_from"})
+
+
 def config_subset(config, keys) -> dict:
     """``{dotted key: value}`` for ``keys``; a key naming a section gives one entry per field
-    in it (``hl`` -> ``hl.alpha``, ``hl.variant``, ...), so a change is reported by its name."""
+    in it (``hl`` -> ``hl.alpha``, ``hl.variant``, ...), so a change is reported by its name.
+    ``NOT_FINGERPRINTED`` keys are left out."""
     out = {}
 
     def add(key, value):
+        if key in NOT_FINGERPRINTED:
+            return
         if isinstance(value, dict):
             for k, v in value.items():
                 add(f"{key}.{k}", v)

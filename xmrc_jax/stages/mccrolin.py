@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -23,6 +24,7 @@ from xmrc_jax.data.retrieval import join_parallel, split_by_article, training_tu
 from xmrc_jax.data.text import encode_columns
 from xmrc_jax.eval import report, retrieval as retrieval_eval
 from xmrc_jax.models import init_params
+from xmrc_jax.stages.artifacts import Workdir, atomic_dir, write_json
 from xmrc_jax.stages.common import train_and_export
 from xmrc_jax.tasks import retrieval_qa
 from xmrc_jax.utils import MetricsWriter
@@ -119,6 +121,54 @@ def _initial(ctx, module) -> str:
     return wd.export(wd.round_name(0))
 
 
+# Settings round 1 does not depend on: its student starts from round 0 and its teacher is
+# round 0 whether or not the teacher is updated later, and each round has its own schedule.
+ROUND1_FREE = ("mccrolin.teacher_update", "mccrolin.rounds")
+TAKEN = "taken_from.json"         # in round_1/ when it was taken from another run
+
+
+def _first_round_from(ctx):
+    """Takes round 0 and round 1 (exports, dev scores, training log; no checkpoints) from the
+    run ``config.mccrolin.first_round_from`` instead of training round 1 again, after checking
+    that its mccrolin stage was made from the same inputs with the same settings but
+    ``ROUND1_FREE``; ``round_1/taken_from.json`` names the source."""
+    wd, source = ctx.workdir, ctx.config.mccrolin.first_round_from
+    if not source or wd.exported(wd.round_name(1)) is not None:
+        return
+    key = "config.mccrolin.first_round_from"
+    src = Workdir(source)
+    theirs, mine = src.record("mccrolin"), wd.record("mccrolin")
+    if not theirs or src.exported(src.round_name(1)) is None:
+        raise DataError(f"{key}: {source} has no finished McCrolin round 1 "
+                        f"({src.export(src.round_name(1))} missing)")
+    differ = sorted(k for k in set(theirs["config"]) | set(mine["config"])
+                    if k not in ROUND1_FREE and theirs["config"].get(k) != mine["config"].get(k))
+    if differ or theirs["inputs"] != mine["inputs"]:
+        raise DataError(f"{key}: {source} was made with other settings than this run "
+                        f"({', '.join(differ) or 'its inputs'}); round 1 can be taken only "
+                        f"from a run that differs in {', '.join(ROUND1_FREE)} alone")
+    if distributed.is_main_process():
+        for r in (0, 1):
+            with atomic_dir(wd.stage_dir(wd.round_name(r))) as tmp:
+                shutil.copytree(src.stage_dir(src.round_name(r)), tmp, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("checkpoints"),
+                                copy_function=_link_or_copy)
+                if r == 1:
+                    write_json(os.path.join(tmp, TAKEN), {"source": source})
+    distributed.sync("mccrolin first round copied")
+    log.info("mccrolin: round 0 and round 1 taken from %s (its settings differ only in %s, "
+             "which round 1 does not depend on)", source, ", ".join(ROUND1_FREE))
+
+
+def _link_or_copy(src: str, dst: str):
+    """A hard link where the file system allows one (the files are never rewritten in place),
+    else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _best_round(ctx, scores) -> int:
     rounds, select = ctx.config.mccrolin.rounds, ctx.config.retrieval.select_metric
     if scores[1] is None:
@@ -140,6 +190,7 @@ def mccrolin(ctx):
     arrays = _tuple_arrays(ctx, splits["train"])
     module = rt.module(retrieval_qa.HEAD)
     objective = retrieval_qa.objective("mccrolin", module, c)
+    _first_round_from(ctx)
     previous = _initial(ctx, module)
     scores = {0: _round_dev(ctx, 0, previous)}
     score = None
@@ -171,8 +222,11 @@ def mccrolin(ctx):
                                          for m, v in per.items() if m.startswith(("R@", "MRR@"))})
         finally:
             writer.close()
+    taken = os.path.join(wd.stage_dir(wd.round_name(1)), TAKEN)
+    first = wd.read_json(taken)["source"] if os.path.exists(taken) else None
     wd.write_json(wd.rounds(), {"select_metric": c.retrieval.select_metric, "best_round": best,
-                                "dev": {str(r): s for r, s in scores.items()}})
+                                "dev": {str(r): s for r, s in scores.items()},
+                                **({"first_round_from": first} if first else {})})
     wd.copy_model(wd.trained_model(wd.round_name(best), c.eval.use_best)[0],
                   wd.best_round_name())
 
