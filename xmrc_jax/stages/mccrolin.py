@@ -4,7 +4,9 @@
 ``mccrolin/round_<r>/`` for r = 1..rounds (round r trains a student that starts from round
 r-1's model against a frozen teacher equal to round r-1's model, so teacher <- student between
 rounds, then scores it on the dev split), ``mccrolin/best/hf`` and ``mccrolin/rounds.json``
-(the round with the best dev score). An interrupted run resumes within its round.
+(the round with the best dev score). An interrupted run resumes within its round. With
+``mccrolin.first_round_from`` round 0 and round 1 are taken from another run that differs only
+in what round 1 does not depend on (``ROUND1_FREE``) instead of being trained again.
 ``retrieval`` scores the initial and the best model (or ``config.model.name``) on the test
 split: ``retrieval/results.{md,json,png}``.
 """
