@@ -57,8 +57,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.max_grad_norm = 1.0
     c.train.epochs = 2.0
     c.train.max_steps = 0               # 0 = derived from epochs
-    c.train.log_every = 50
-    c.train.checkpoint_every = 1000
+    c.train.log_every = 50              # 0 = one log line, at the end
+    c.train.checkpoint_every = 1000     # 0 = a checkpoint at the end only (and on SIGTERM)
     c.train.keep_checkpoints = 2
     c.train.eval_every = 0              # 0 = no dev evaluation during training
     c.train.eval_batch_size = 64

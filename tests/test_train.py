@@ -308,6 +308,34 @@ def test_unfinished_saves_of_a_killed_run_are_removed_before_resuming(tmp_path, 
     assert "removed 1 unfinished save(s) of an earlier run: 4.orbax-checkpoint-tmp" in caplog.text
 
 
+def test_zero_means_only_at_the_end_for_checkpoints_and_logs(tmp_path, caplog):
+    """checkpoint_every / log_every 0 (as eval_every 0): no periodic saves or log lines, one
+    of each at the end, the same parameters as a run that saves every 2 steps."""
+    import logging
+    mesh = sh.make_mesh({"data": -1})
+    arrays = _batch(n=64)
+
+    def run(folder, every):
+        state, fn = _build(mesh)
+        return loop.train(loop.LoopConfig("t", str(folder), 6, checkpoint_every=every), state,
+                          fn, TrainIterator(arrays, 8, seed=0), mesh,
+                          [loop.NanGuard(), loop.LogMetrics(every)])
+    with caplog.at_level(logging.INFO, logger="xmrc_jax"):
+        end = jax.device_get(run(tmp_path / "end", 0).params)
+    assert sorted(p.name for p in (tmp_path / "end").iterdir() if p.name.isdigit()) == ["6"]
+    assert [r.getMessage().split("  ")[0] for r in caplog.records
+            if " step " in r.getMessage() and "/6" in r.getMessage()] == ["t step 6/6"]
+    every2 = jax.device_get(run(tmp_path / "every2", 2).params)
+    for a, b in zip(jax.tree_util.tree_leaves(end), jax.tree_util.tree_leaves(every2)):
+        np.testing.assert_array_equal(a, b)
+    from configs import demo
+    from xmrc_jax.stages import validate
+    c = demo.get_config()
+    c.train.checkpoint_every = -1                     # refused by name before any work
+    with pytest.raises(ValueError, match=r"config.train.checkpoint_every: -1 must be >= 0"):
+        validate(c)
+
+
 def test_unknown_config_key_is_named(tmp_path):
     out = subprocess.run([sys.executable, "-m", "xmrc_jax.main", "--config=configs/demo.py",
                           f"--workdir={tmp_path}", "--config.no_such_key=1"], cwd=ROOT,

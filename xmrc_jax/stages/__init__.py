@@ -120,6 +120,10 @@ def validate(config):
     if unknown:
         raise ValueError(f"config.stages: unknown stage {unknown[0]!r}; known stages: "
                          f"{sorted(REGISTRY)}")
+    for key in ("log_every", "checkpoint_every", "eval_every"):
+        if config.train[key] < 0:
+            raise ValueError(f"config.train.{key}: {config.train[key]} must be >= 0 (0 = only "
+                             "at the end of training; for eval_every, no dev evaluation)")
     for task in dict.fromkeys(REGISTRY[n].task for n in config.stages):
         importlib.import_module(f"xmrc_jax.tasks.{task}").validate(config)
 

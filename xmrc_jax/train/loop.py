@@ -149,6 +149,11 @@ def restore_latest(mngr, state, directory: str, keep: int = 2):
                        "to start this stage afresh")
 
 
+def _every(step: int, every: int) -> bool:
+    """Whether a periodic action falls on ``step``; ``every`` 0 = never (only at the end)."""
+    return every > 0 and step % every == 0
+
+
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
     """What the loop itself needs: the stage name (for logs), where checkpoints go, how long."""
@@ -243,7 +248,7 @@ class LogMetrics(Hook):
         self._t, self._step = time.time(), step
 
     def after_step(self, info):
-        if not (info.step % self.every == 0 or info.last):
+        if not (_every(info.step, self.every) or info.last):
             return
         now = time.time()
         rate = (info.step - self._step) / max(now - self._t, 1e-9)
@@ -283,7 +288,7 @@ class DevEvaluation(Hook):
         return self.best
 
     def after_step(self, info):
-        if not (info.step % self.every == 0 or info.last):
+        if not (_every(info.step, self.every) or info.last):
             return
         score = float(self.evaluator.score(info.state))
         best = self.best
@@ -329,7 +334,7 @@ def train(cfg: LoopConfig, state, step_fn, iterator, mesh, hooks=()):
                     h.after_step(info)
                 meta = {"stage": cfg.name, "step": step,
                         **{h.key: h.state_dict() for h in hooks if h.key}}
-                saved = step % cfg.checkpoint_every == 0 or step == cfg.total_steps
+                saved = _every(step, cfg.checkpoint_every) or step == cfg.total_steps
                 if saved:
                     _save(mngr, state, iterator, meta)
                     for h in hooks:
