@@ -100,7 +100,7 @@ MC_RUNS = {"mc_full": ("McCrolin (3 rounds)", {}),
 def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None):
     """The xMRC runs ``names`` (of ``RUN_ORDER``) for each seed; ``best`` is ``full`` at the
     dev-only diagnosis's best setting ``best`` (a ``diag_changes`` name). ``after()`` is called
-    when each run ends (``main``: its results files are copied then, not at the end)."""
+    with the run's folder when it ends (``main``: its results files are copied then)."""
     unknown = set(names) - set(XMRC_RUNS)
     if unknown:
         raise ValueError(f"--runs: unknown {sorted(unknown)}; known: {list(RUN_ORDER)}")
@@ -121,9 +121,9 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None):
             _, links, changes = XMRC_RUNS[name]
             changes = best_changes if name == "best" else changes
             stages = ("baseline", "evaluate") if name == "base" else SECOND
-            runs.run(s, name, stages, links, **(changes or {}))
+            wd = runs.run(s, name, stages, links, **(changes or {}))
             if after:
-                after()
+                after(wd)
 
 
 def _with_epochs(runs: Runs, changes: dict) -> dict:
@@ -143,17 +143,17 @@ def dev_best(results: str, seed: int = 0) -> str | None:
 def run_diagnostics(runs: Runs, seeds, names, after=None):
     """The dev-only runs ``names`` (see ``diag_changes``) in ``seed_<s>/diag_<name>``; the baseline
     and the mining are ``base``'s and ``full``'s (trained here when missing, never evaluated);
-    ``after()`` is called when each dev-only run ends."""
+    ``after(run folder)`` is called when each dev-only run ends."""
     todo = {name: diag_changes(name) for name in names}      # every name checked first
     for s in seeds:
         runs.run(s, "base", ("baseline",))
         runs.run(s, "full", ("mine",), {"baseline": "base"}, **XMRC_RUNS["full"][2])
         for name, changes in todo.items():
             changes = _with_epochs(runs, {**XMRC_RUNS["full"][2], **changes})
-            runs.run(s, f"diag_{name}", ("hl_aacl",), {"baseline": "base", "mine": "full"},
-                     **changes)
+            wd = runs.run(s, f"diag_{name}", ("hl_aacl",), {"baseline": "base", "mine": "full"},
+                          **changes)
             if after:
-                after()
+                after(wd)
 
 
 def run_mccrolin(runs: Runs, seeds, after=None):
@@ -164,9 +164,9 @@ def run_mccrolin(runs: Runs, seeds, after=None):
             if name != "mc_full":
                 changes = {**changes, "mccrolin.first_round_from":
                            os.path.abspath(runs.dir(s, "mc_full"))}
-            runs.run(s, name, ("mccrolin", "retrieval"), **changes)
+            wd = runs.run(s, name, ("mccrolin", "retrieval"), **changes)
             if after:
-                after()
+                after(wd)
 
 
 # --------------------------------------------------------------------------- results files
@@ -211,7 +211,7 @@ def write_scores(run_dir: str, out_dir: str, specs=None):
     from xmrc_jax.stages.artifacts import Workdir, read_json, write_json
     wd = Workdir(run_dir)
     if not os.path.exists(wd.results("evaluate", "json")):
-        return
+        return specs
     if specs is None:
         config = read_json(wd.resolved_config())
         specs = load_specs(config["data"]["eval"], config["data"]["skip_bad_records"])
@@ -222,24 +222,32 @@ def write_scores(run_dir: str, out_dir: str, specs=None):
     return specs
 
 
+def collect_run(run_dir: str, results: str, specs=None):
+    """Copies the results files of the one run in ``run_dir`` (``.../seed_<s>/<name>``: an
+    xMRC run, a dev-only ``diag_<x>`` run or a McCrolin run) to its place under ``results``,
+    with an evaluated xMRC run's per-question scores. Returns the evaluation files read
+    (``specs``: every run evaluates the same ones, so they are read once)."""
+    seed, name = os.path.basename(os.path.dirname(run_dir)), os.path.basename(run_dir)
+    if name.startswith("diag_"):
+        collect(run_dir, os.path.join(results, "diagnostics", seed, name[len("diag_"):]))
+        return specs
+    out = os.path.join(results, seed, name)
+    collect(run_dir, out)
+    return write_scores(run_dir, out, specs) if name in XMRC_RUNS else specs
+
+
 def collect_all(root: str, results: str, seeds, diagnostics_only: bool = False):
-    """Copies every run's results files under ``root`` into ``results``; with
-    ``diagnostics_only`` the xMRC runs' are left out (the dev-only runs' baseline and mining
-    are not copied over the committed runs')."""
-    specs = None        # the evaluation files, read once (every run evaluates the same ones)
+    """Copies every run's results files under ``root`` into ``results`` (``collect_run``);
+    with ``diagnostics_only`` the xMRC runs' are left out (the dev-only runs' baseline and
+    mining are not copied over the committed runs')."""
+    specs = None
     for s in seeds:
-        for d in sorted(glob.glob(os.path.join(root, f"seed_{s}", "diag_*"))):
-            collect(d, os.path.join(results, "diagnostics", f"seed_{s}",
-                                    os.path.basename(d)[len("diag_"):]))
-        for name in () if diagnostics_only else XMRC_RUNS:
-            d = os.path.join(root, f"seed_{s}", name)
+        dirs = sorted(glob.glob(os.path.join(root, f"seed_{s}", "diag_*")))
+        dirs += [] if diagnostics_only else [os.path.join(root, f"seed_{s}", n) for n in XMRC_RUNS]
+        dirs += [os.path.join(root, "mccrolin", f"seed_{s}", n) for n in MC_RUNS]
+        for d in dirs:
             if os.path.isdir(d):
-                collect(d, os.path.join(results, f"seed_{s}", name))
-                specs = write_scores(d, os.path.join(results, f"seed_{s}", name), specs)
-        for name in MC_RUNS:
-            d = os.path.join(root, "mccrolin", f"seed_{s}", name)
-            if os.path.isdir(d):
-                collect(d, os.path.join(results, f"seed_{s}", name))
+                specs = collect_run(d, results, specs)
 
 
 def main(argv=None):
@@ -267,8 +275,11 @@ def main(argv=None):
             runs = Runs(args.workdir, load_config(args.config, args.set))
             # Each run's results files are copied as soon as it ends, so a long replication
             # stopped part-way leaves every finished run's files ready to commit.
-            after = (lambda: collect_all(args.workdir, args.results, args.seeds,
-                                         bool(args.diagnostics))) if args.results else None
+            specs = {}      # the evaluation files, read by the first copy that scores a run
+
+            def copy_results(run_dir):
+                specs["eval"] = collect_run(run_dir, args.results, specs.get("eval"))
+            after = copy_results if args.results else None
             if args.diagnostics:
                 names = list(DIAG_ALL) if args.diagnostics == ["all"] else args.diagnostics
                 run_diagnostics(runs, args.seeds, names, after)

@@ -26,7 +26,7 @@ from xmrc_jax.data.retrieval import join_parallel, split_by_article, training_tu
 from xmrc_jax.data.text import encode_columns
 from xmrc_jax.eval import report, retrieval as retrieval_eval
 from xmrc_jax.models import init_params
-from xmrc_jax.stages.artifacts import Workdir, atomic_dir, write_json
+from xmrc_jax.stages.artifacts import Workdir, atomic_dir, why_different, write_json
 from xmrc_jax.stages.common import train_and_export
 from xmrc_jax.tasks import retrieval_qa
 from xmrc_jax.utils import MetricsWriter
@@ -143,12 +143,13 @@ def _first_round_from(ctx):
     if not theirs or src.exported(src.round_name(1)) is None:
         raise DataError(f"{key}: {source} has no finished McCrolin round 1 "
                         f"({src.export(src.round_name(1))} missing)")
-    differ = sorted(k for k in set(theirs["config"]) | set(mine["config"])
-                    if k not in ROUND1_FREE and theirs["config"].get(k) != mine["config"].get(k))
-    if differ or theirs["inputs"] != mine["inputs"]:
+    theirs, mine = ({"config": {k: v for k, v in rec["config"].items() if k not in ROUND1_FREE},
+                     "inputs": rec["inputs"]} for rec in (theirs, mine))
+    if theirs != mine:
         raise DataError(f"{key}: {source} was made with other settings than this run "
-                        f"({', '.join(differ) or 'its inputs'}); round 1 can be taken only "
-                        f"from a run that differs in {', '.join(ROUND1_FREE)} alone")
+                        f"({why_different(theirs, mine['config'], mine['inputs'])}); round 1 "
+                        f"can be taken only from a run that differs in "
+                        f"{', '.join(ROUND1_FREE)} alone")
     if distributed.is_main_process():
         for r in (0, 1):
             with atomic_dir(wd.stage_dir(wd.round_name(r))) as tmp:
