@@ -239,10 +239,16 @@ def test_diagnostics_are_dev_only_runs_from_one_baseline_and_z(tmp_path):
     assert epochs["hl.epochs"] == c.train.epochs          # (d) as long as the baseline
     replication.collect_all(str(root), str(results), [0], diagnostics_only=True)
     assert not (results / "seed_0").exists()              # the committed runs stay untouched
+    log = seed / "base" / "baseline" / "metrics.jsonl"
+    for name in names:                                    # the baseline each one started from
+        assert (results / "diagnostics" / "seed_0" / name / "baseline" /
+                "metrics.jsonl").read_text() == log.read_text()
+    replication.collect(str(seed / "base"), str(results / "seed_0" / "base"))  # committed here
     shutil.rmtree(root)                                   # the report needs the copies only
     text = write_diagnostics_report(str(results), [0])
     report = json.load(open(results / "diagnostics" / "report.json"))["seed_0"]
-    assert set(report["runs"]) == set(names)
+    assert set(report["runs"]) == set(names) | {"base"}
+    assert {r["baseline"] for r in report["runs"].values()} == {"committed"}
     lines = [json.loads(x) for x in open(results / "diagnostics" / "seed_0" / "no_overlap" /
                                          "hl_aacl" / "metrics.jsonl")]
     dev = [d for d in lines if "dev_score" in d]
@@ -253,6 +259,7 @@ def test_diagnostics_are_dev_only_runs_from_one_baseline_and_z(tmp_path):
     assert no_overlap["best_dev_em"] == best["dev/squad_en/exact_match"]
     assert no_overlap["aacl_neg_overlap"] == 0.0                      # none overlaps gold
     assert report["dev_best"] == max(names, key=lambda n: report["runs"][n]["best_dev_f1"])
+    assert "### From" not in text                          # one baseline: one table
     assert "| **tau10+alpha0.3** | baseline | 10 | 0.3 | not_gold |" in text
     assert "| **pretrained** | pretrained | 0.1 | 0.5 | not_gold |" in text
     assert "no test file" in text and "## Reading" not in text
@@ -266,21 +273,25 @@ def test_diagnostics_are_dev_only_runs_from_one_baseline_and_z(tmp_path):
     assert text.index("| control: (b) control") < text.index("| **no_overlap**")
 
 
-def test_each_runs_results_are_copied_when_it_ends(tmp_path, monkeypatch):
-    """A replication stopped part-way (a kill, the end of a session) leaves every finished
-    run's results files in --results: ``main`` copies them as each run ends, not at the end."""
+def _fake_runs(monkeypatch, stop_after=None, loss=1.0):
+    """``Runs.run`` replaced by one that links the shared stages, writes each stage's training
+    log (``loss`` at step 1) and the run's changes, and records the run's name; a KeyboardInterrupt (a stop) once
+    ``stop_after`` runs have ended. Returns the list of names."""
     from xmrc_jax import replication
     from xmrc_jax.reproduce import Runs
     done = []
 
     def fake_run(self, seed, name, stages, links=None, **changes):
-        if len(done) == 3:                  # base, full's mining, tau1: then the stop
+        if len(done) == stop_after:
             raise KeyboardInterrupt
         wd = self.dir(seed, name)
+        for stage, source in (links or {}).items():       # as Runs links shared stages
+            os.makedirs(wd, exist_ok=True)
+            os.symlink(os.path.join(self.dir(seed, source), stage), os.path.join(wd, stage))
         for stage in stages:
             os.makedirs(os.path.join(wd, stage), exist_ok=True)
             with open(os.path.join(wd, stage, "metrics.jsonl"), "w") as f:
-                f.write(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+                f.write(json.dumps({"step": 1, "loss": loss}) + "\n")
         with open(os.path.join(wd, "config.json"), "w") as f:
             json.dump({"changes": changes}, f)
         done.append(name)
@@ -288,7 +299,18 @@ def test_each_runs_results_are_copied_when_it_ends(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Runs, "run", fake_run)
     monkeypatch.setattr(replication, "load_config", lambda *a: _mrc_config())
+    return done
+
+
+def test_each_runs_results_are_copied_when_it_ends(tmp_path, monkeypatch):
+    """A replication stopped part-way (a kill, the end of a session) leaves every finished
+    run's results files in --results: ``main`` copies them as each run ends, not at the end."""
+    from xmrc_jax import replication
+    done = _fake_runs(monkeypatch, stop_after=3)          # base, full's mining, tau1: the stop
     results = tmp_path / "results"
+    committed = results / "seed_0" / "base" / "baseline" / "metrics.jsonl"
+    os.makedirs(committed.parent)                 # the baseline retrained here is this one
+    committed.write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
     with pytest.raises(KeyboardInterrupt):
         replication.main(["--config", "x.py", "--workdir", str(tmp_path / "runs"),
                           "--diagnostics", "tau1,tau10", "--results", str(results)])
@@ -297,4 +319,121 @@ def test_each_runs_results_are_copied_when_it_ends(tmp_path, monkeypatch):
     assert json.load(open(kept / "config.json")) == {"changes": {
         "hl.ablation": "full", "hl.init": "baseline", "hl.tau": 1.0}}
     assert (kept / "hl_aacl" / "metrics.jsonl").exists()
-    assert not (results / "seed_0").exists()      # the dev-only runs' baseline is not copied
+    # the dev-only runs' baseline is not copied over the committed one
+    assert [p for p in (results / "seed_0").rglob("*") if p.is_file()] == [committed]
+
+
+def _dev_only_copy(folder, f1, ablation="full", tau=0.1, baseline_loss=None):
+    """A run's copied results as ``collect`` leaves them: config.json, the second stage's log
+    with one dev score, and (``baseline_loss``) the log of the baseline it started from."""
+    os.makedirs(folder / "hl_aacl")
+    json.dump({"hl": {"ablation": ablation, "init": "baseline", "tau": tau, "alpha": 0.5},
+               "train": {"learning_rate": 1e-4}}, open(folder / "config.json", "w"))
+    (folder / "hl_aacl" / "metrics.jsonl").write_text("".join(json.dumps(d) + "\n" for d in (
+        {"step": 0, "tag": "hparams", "text": "..."}, {"step": 2, "loss": 2.0},
+        {"step": 2, "dev_score": f1, "dev/squad_en/exact_match": f1 - 10})))
+    if baseline_loss is not None:
+        os.makedirs(folder / "baseline")
+        (folder / "baseline" / "metrics.jsonl").write_text("".join(json.dumps(d) + "\n" for d in (
+            {"step": 0, "tag": "hparams", "text": "..."},
+            {"step": 20, "loss": baseline_loss, "steps_per_s": 0.1},
+            {"step": 20, "dev_score": 50.0, "dev/squad_en/exact_match": 40.0})))
+
+
+def test_a_baseline_trained_again_gets_its_own_full_and_control(tmp_path, monkeypatch, caplog):
+    """The same baseline trained on another processor differs in the last bits from the first
+    steps on, and so does every run from it: the driver then runs the dev-only ``full`` and
+    ``control`` from it first, and the report reads each dev-only run against the control from
+    its own baseline, never against the committed runs of the first one."""
+    from xmrc_jax import replication
+    from xmrc_jax.replication_report import (committed_baseline_difference,
+                                             write_diagnostics_report)
+    assert replication.diag_changes("control") == {"hl.ablation": "control"}
+    assert replication.diag_changes("full") == {}
+    with pytest.raises(ValueError, match="'control' in 'control\\+tau1' is not .*alone"):
+        replication.diag_changes("control+tau1")
+
+    results = tmp_path / "results"
+    committed = results / "seed_0" / "base" / "baseline" / "metrics.jsonl"
+    os.makedirs(committed.parent)
+    committed.write_text(json.dumps({"step": 1, "loss": 1.0, "steps_per_s": 9.0}) + "\n")
+    same = tmp_path / "same.jsonl"                        # another speed, the same numbers
+    same.write_text(json.dumps({"step": 0, "tag": "hparams"}) + "\n"
+                    + json.dumps({"step": 1, "loss": 1.0, "steps_per_s": 1.0}) + "\n")
+    assert committed_baseline_difference(str(same), str(results), 0) is None
+    done = _fake_runs(monkeypatch, loss=1.0000001)
+    for report in ("write_report", "write_diagnostics_report"):   # (fake runs: read below)
+        monkeypatch.setattr(f"xmrc_jax.replication_report.{report}", lambda *a: None)
+    with caplog.at_level("WARNING", logger="xmrc_jax"):
+        replication.main(["--config", "x.py", "--workdir", str(tmp_path / "runs"),
+                          "--diagnostics", "tau1", "--results", str(results)])
+    assert done == ["base", "full", "diag_full", "diag_control", "diag_tau1"]
+    assert "step 1: loss 1.0000001 against 1.0 (committed)" in caplog.text
+    control = json.load(open(results / "diagnostics" / "seed_0" / "control" / "config.json"))
+    assert control == {"changes": {"hl.ablation": "control", "hl.init": "baseline"}}
+    for name in ("full", "control", "tau1"):                  # each keeps its baseline's log
+        assert (results / "diagnostics" / "seed_0" / name / "baseline" / "metrics.jsonl").exists()
+
+    # The report, from copies: the committed (b) and (c), a dev-only run copied before the
+    # baseline logs were (trained beside them), and three runs from a baseline trained again.
+    shutil.rmtree(results / "diagnostics")
+    committed.write_text("".join(json.dumps(d) + "\n" for d in (
+        {"step": 20, "loss": 1.5, "steps_per_s": 9.0},
+        {"step": 20, "dev_score": 50.0, "dev/squad_en/exact_match": 40.0})))
+    json.dump({"hl": {"ablation": "full", "init": "baseline"}, "train": {"learning_rate": 1e-4}},
+              open(results / "seed_0" / "base" / "config.json", "w"))
+    diag = results / "diagnostics" / "seed_0"
+    _dev_only_copy(results / "seed_0" / "control", 70.0, ablation="control", tau=None)
+    _dev_only_copy(results / "seed_0" / "full", 67.0)
+    _dev_only_copy(diag / "lr3e-5", 66.0)
+    _dev_only_copy(diag / "full", 60.0, baseline_loss=1.5000001)
+    _dev_only_copy(diag / "control", 62.0, ablation="control", tau=None, baseline_loss=1.5000001)
+    _dev_only_copy(diag / "tau1", 66.5, tau=1.0, baseline_loss=1.5000001)
+    text = write_diagnostics_report(str(results), [0])
+    report = json.load(open(results / "diagnostics" / "report.json"))["seed_0"]
+    rows = report["runs"]
+    again = {k.split("@")[1] for k in rows if "@" in k}
+    assert len(again) == 1
+    group = again.pop()
+    assert set(rows) == {"base", "control", "full", "lr3e-5", f"base@{group}", f"full@{group}",
+                         f"control@{group}", f"tau1@{group}"}
+    assert rows["lr3e-5"]["baseline"] == "committed"
+    assert rows["lr3e-5"]["minus_control"] == pytest.approx(-4.0)      # committed control
+    assert rows[f"tau1@{group}"]["minus_control"] == pytest.approx(4.5)  # its own control
+    assert rows[f"full@{group}"]["minus_control"] == pytest.approx(-2.0)
+    assert rows[f"base@{group}"]["dev_curve"] == [[20, 50.0, 40.0]]
+    # by dev F1 the committed full (67.0) would win; against its own control tau1 does
+    assert report["dev_best"] == "tau1"
+    assert "### From the committed baseline" in text
+    assert f"### From baseline `{group}`, trained again (its log differs from the committed " \
+           "one at step 20: loss 1.5000001 against 1.5 (committed))" in text
+    assert text.index(f"| base@{group}:") < text.index(f"| **tau1@{group}** |")
+
+
+def test_a_seed_is_not_mixed_from_two_baselines(tmp_path, monkeypatch, caplog):
+    """Test runs added to a seed whose committed runs came from another baseline (trained
+    again elsewhere) would be paired with them in the report: refused by name before any run
+    but the baseline, unless the seed's committed runs are all run again."""
+    from xmrc_jax import replication
+    results = tmp_path / "results"
+    for name in ("base", "full", "control"):
+        os.makedirs(results / "seed_0" / name / "evaluate")
+        (results / "seed_0" / name / "evaluate" / "results.json").write_text("{}")
+    committed = results / "seed_0" / "base" / "baseline" / "metrics.jsonl"
+    os.makedirs(committed.parent)
+    committed.write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
+    done = _fake_runs(monkeypatch, loss=1.0000001)
+    for report in ("write_report", "write_diagnostics_report"):
+        monkeypatch.setattr(f"xmrc_jax.replication_report.{report}", lambda *a: None)
+    argv = ["--config", "x.py", "--workdir", str(tmp_path / "runs"), "--results", str(results)]
+    with pytest.raises(SystemExit, match=r"seed 0: this workdir's baseline is not the one of "
+                       r"the committed runs .*step 1: loss 1.0000001 against 1.0.*\['control'\] "
+                       r"would be paired"):
+        replication.main(argv + ["--runs", "base,full,no_aacl"])
+    assert done == ["base"]                                # the baseline alone, not copied
+    assert committed.read_text() == json.dumps({"step": 1, "loss": 1.0}) + "\n"
+    with caplog.at_level("WARNING", logger="xmrc_jax"):
+        replication.main(argv + ["--runs", "base,full,control,no_aacl"])
+    assert done[1:] == ["base", "base", "full", "control", "no_aacl"]
+    assert "committed runs ['base', 'full', 'control'] are replaced" in caplog.text
+    assert "1.0000001" in committed.read_text()            # the seed is this workdir's now

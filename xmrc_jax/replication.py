@@ -18,7 +18,10 @@ xMRC runs (``ROOT/seed_<s>/<run>``, sharing the baseline and the mining by finge
 ``--diagnostics tau1,tau10,tau1+alpha0.3,...`` (or ``all``; ``diag_changes``) instead runs the
 dev-only diagnosis of the second stage: tau, alpha, the rate, the hard-negative reading and (d),
 each from the same baseline and Z, no test file scored; ``DIR/diagnostics/README.md`` tabulates
-their dev curves and AA-CL terms beside the baseline's, the control's and ``full``'s.
+their dev curves and AA-CL terms beside the baseline's, the control's and ``full``'s. A baseline
+trained again on another processor is not the committed one (float rounding: its training log
+differs from the first steps on), so there the dev-only ``full`` and ``control`` run from it
+first and the report reads each run against the control from its own baseline.
 
 McCrolin (``--mccrolin``; the config's ``mccrolin`` argument, ``ROOT/mccrolin/seed_<s>/<run>``):
 ``mc_full`` (three rounds, teacher updated) and ``mc_no_update``, which takes ``mc_full``'s
@@ -75,13 +78,20 @@ DIAG_PARTS = {"tau": "hl.tau", "alpha": "hl.alpha", "lr": "hl.learning_rate"}
 DIAG_FLAGS = {"no_overlap": {"hl.negative": "no_overlap"},
               "pretrained": {"hl.init": "pretrained", "hl.epochs": "train.epochs"}}
 DIAG_ALL = ("tau1", "tau10", "alpha0.1", "alpha0.3", "no_overlap", "pretrained")
+# The committed (b) and (c) again, dev-only, from this workdir's baseline: every row of the
+# diagnosis must start from one baseline, and a baseline trained again on another processor is
+# another baseline (its float rounding differs from the first step on). ``run_diagnostics``
+# adds them when the workdir's baseline log is not the committed one.
+DIAG_REFERENCES = {"full": {}, "control": {"hl.ablation": "control"}}
 
 
 def diag_changes(name: str) -> dict:
     """The config changes to ``full`` that the diagnostic run ``name`` stands for (``full``:
     none)."""
+    if name in DIAG_REFERENCES:
+        return dict(DIAG_REFERENCES[name])
     changes = {}
-    for part in name.split("+") if name != "full" else ():
+    for part in name.split("+"):
         m = re.fullmatch(r"(tau|alpha|lr)(\d+(?:\.\d*)?(?:e-?\d+)?)", part)
         if part in DIAG_FLAGS:
             changes.update(DIAG_FLAGS[part])
@@ -89,7 +99,8 @@ def diag_changes(name: str) -> dict:
             changes[DIAG_PARTS[m.group(1)]] = float(m.group(2))
         else:
             raise ValueError(f"--diagnostics: {part!r} in {name!r} is not tau<x>, alpha<x>, "
-                             f"lr<x>, {', '.join(DIAG_FLAGS)}; e.g. {'+'.join(DIAG_ALL[:2])}")
+                             f"lr<x>, {', '.join(DIAG_FLAGS)} (or {' / '.join(DIAG_REFERENCES)} "
+                             f"alone); e.g. {'+'.join(DIAG_ALL[:2])}")
     return changes
 
 
@@ -97,10 +108,13 @@ MC_RUNS = {"mc_full": ("McCrolin (3 rounds)", {}),
            "mc_no_update": ("McCrolin without teacher update", {"mccrolin.teacher_update": False})}
 
 
-def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None):
+def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None,
+             results: str | None = None):
     """The xMRC runs ``names`` (of ``RUN_ORDER``) for each seed; ``best`` is ``full`` at the
     dev-only diagnosis's best setting ``best`` (a ``diag_changes`` name). ``after()`` is called
-    with the run's folder when it ends (``main``: its results files are copied then)."""
+    with the run's folder when it ends (``main``: its results files are copied then). With
+    ``results``, a seed whose committed runs came from another baseline than this workdir's
+    (``same_baseline_or_whole_seed``) is refused unless it is run again whole."""
     unknown = set(names) - set(XMRC_RUNS)
     if unknown:
         raise ValueError(f"--runs: unknown {sorted(unknown)}; known: {list(RUN_ORDER)}")
@@ -115,6 +129,8 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None):
         log.info("--runs best: the dev-best setting is full's own; best is not run again")
         names = [n for n in names if n != "best"]
     for s in seeds:
+        if results is not None:
+            same_baseline_or_whole_seed(runs.run(s, "base", ("baseline",)), results, s, names)
         for name in RUN_ORDER:
             if name not in names:
                 continue
@@ -124,6 +140,31 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None):
             wd = runs.run(s, name, stages, links, **(changes or {}))
             if after:
                 after(wd)
+
+
+def same_baseline_or_whole_seed(base_dir: str, results: str, seed: int, names):
+    """Refuses to add runs to a seed's committed ones from another baseline: when this
+    workdir's baseline (``base_dir``) is not the committed one of ``seed`` (its training log
+    differs: trained again on another processor, say), every committed evaluated run of the
+    seed must be among ``names``, so that the seed's results are replaced whole and the report
+    never pairs runs from two baselines."""
+    from xmrc_jax.replication_report import committed_baseline_difference
+    committed = [n for n in RUN_ORDER if os.path.exists(
+        os.path.join(results, f"seed_{seed}", n, "evaluate", "results.json"))]
+    if not committed:
+        return
+    why = committed_baseline_difference(os.path.join(base_dir, "baseline", "metrics.jsonl"),
+                                        results, seed)
+    if not why:
+        return
+    missing = [n for n in committed if n not in names]
+    if missing:
+        raise ValueError(f"seed {seed}: this workdir's baseline is not the one of the committed "
+                         f"runs in {results} ({why}); their {missing} would be paired with runs "
+                         f"from this one: add them to --runs (the seed's results are then "
+                         f"replaced whole) or take a seed with no committed runs")
+    log.warning("seed %d: this workdir's baseline is not the committed one (%s); the seed's "
+                "committed runs %s are replaced by this workdir's", seed, why, committed)
 
 
 def _with_epochs(runs: Runs, changes: dict) -> dict:
@@ -140,15 +181,28 @@ def dev_best(results: str, seed: int = 0) -> str | None:
         return json.load(f).get(f"seed_{seed}", {}).get("dev_best")
 
 
-def run_diagnostics(runs: Runs, seeds, names, after=None):
+def run_diagnostics(runs: Runs, seeds, names, after=None, results: str | None = None):
     """The dev-only runs ``names`` (see ``diag_changes``) in ``seed_<s>/diag_<name>``; the baseline
     and the mining are ``base``'s and ``full``'s (trained here when missing, never evaluated);
-    ``after(run folder)`` is called when each dev-only run ends."""
+    ``after(run folder)`` is called when each dev-only run ends. With ``results`` (the committed
+    results folder), a baseline whose training log differs from the committed one (or where
+    none is committed) gets the dev-only references ``full`` and ``control`` first, so that the
+    diagnosis never compares runs from two baselines."""
     todo = {name: diag_changes(name) for name in names}      # every name checked first
     for s in seeds:
-        runs.run(s, "base", ("baseline",))
+        base = runs.run(s, "base", ("baseline",))
         runs.run(s, "full", ("mine",), {"baseline": "base"}, **XMRC_RUNS["full"][2])
-        for name, changes in todo.items():
+        todo_s = dict(todo)
+        if results is not None:
+            from xmrc_jax.replication_report import committed_baseline_difference
+            why = committed_baseline_difference(os.path.join(base, "baseline", "metrics.jsonl"),
+                                                results, s)
+            missing = [n for n in DIAG_REFERENCES if n not in todo]
+            if why and missing:
+                log.warning("seed %d: this workdir's baseline is not the committed one (%s); the "
+                            "dev-only references %s run from it first", s, why, missing)
+                todo_s = {**{n: diag_changes(n) for n in missing}, **todo}
+        for name, changes in todo_s.items():
             changes = _with_epochs(runs, {**XMRC_RUNS["full"][2], **changes})
             wd = runs.run(s, f"diag_{name}", ("hl_aacl",), {"baseline": "base", "mine": "full"},
                           **changes)
@@ -229,7 +283,14 @@ def collect_run(run_dir: str, results: str, specs=None):
     (``specs``: every run evaluates the same ones, so they are read once)."""
     seed, name = os.path.basename(os.path.dirname(run_dir)), os.path.basename(run_dir)
     if name.startswith("diag_"):
-        collect(run_dir, os.path.join(results, "diagnostics", seed, name[len("diag_"):]))
+        out = os.path.join(results, "diagnostics", seed, name[len("diag_"):])
+        collect(run_dir, out)
+        # The training log of the baseline it started from (a link to base's stage): the
+        # report groups the dev-only runs by it.
+        log_file = os.path.join(run_dir, "baseline", "metrics.jsonl")
+        if os.path.exists(log_file):
+            os.makedirs(os.path.join(out, "baseline"), exist_ok=True)
+            shutil.copyfile(log_file, os.path.join(out, "baseline", "metrics.jsonl"))
         return specs
     out = os.path.join(results, seed, name)
     collect(run_dir, out)
@@ -261,7 +322,8 @@ def main(argv=None):
     ap.add_argument("--mccrolin", action="store_true", help="also the McCrolin runs")
     ap.add_argument("--diagnostics", default="", type=lambda t: [x for x in t.split(",") if x],
                     help="dev-only second-stage runs: tau<x>, alpha<x>, lr<x>, no_overlap, "
-                         f"pretrained, joined by '+' (or 'all' = {','.join(DIAG_ALL)})")
+                         f"pretrained, joined by '+' (or 'all' = {','.join(DIAG_ALL)}); "
+                         "full and control: (c) and (b) again from this workdir's baseline")
     ap.add_argument("--results", default="", help="folder for the committed results files")
     ap.add_argument("--report-only", action="store_true", help="the report from --results only")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -282,10 +344,11 @@ def main(argv=None):
             after = copy_results if args.results else None
             if args.diagnostics:
                 names = list(DIAG_ALL) if args.diagnostics == ["all"] else args.diagnostics
-                run_diagnostics(runs, args.seeds, names, after)
+                run_diagnostics(runs, args.seeds, names, after, args.results or None)
             else:
                 run_xmrc(runs, args.seeds, args.runs,
-                         dev_best(args.results) if args.results else None, after)
+                         dev_best(args.results) if args.results else None, after,
+                         args.results or None)
             if args.mccrolin:
                 spec = args.config + ("," if ":" in args.config else ":") + "mccrolin"
                 run_mccrolin(Runs(os.path.join(args.workdir, "mccrolin"),

@@ -10,6 +10,7 @@ Reads ``RESULTS/seed_<s>/<run>/`` as ``collect`` wrote it: each evaluated run's
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 
@@ -369,6 +370,53 @@ DIAG_REFERENCES = (("base", "baseline", "(a) baseline (where every second stage 
                    ("control", "hl_aacl", "(b) control: baseline + L_mrc"),
                    ("no_aacl", "hl_aacl", "(c) - AA-CL: HL alone (alpha 0)"),
                    ("full", "hl_aacl", "(c) HL + AA-CL = tau 0.1, alpha 0.5"))
+TIMING_KEYS = ("steps_per_s", "examples_per_s")       # what differs between two equal runs
+
+
+def training_log(path: str) -> list:
+    """A stage's ``metrics.jsonl`` as its training computed it: the step records (losses,
+    norms, learning rate, dev scores) in order, without the wall-clock rates and the
+    hyper-parameter text (written again at each resume)."""
+    with open(path, encoding="utf-8") as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    return [{k: v for k, v in d.items() if k not in TIMING_KEYS} for d in lines if "tag" not in d]
+
+
+def log_difference(a: list, b: list) -> str | None:
+    """None when two training logs agree record for record (to the bit), else where they
+    first part."""
+    for x, y in zip(a, b):
+        if x != y:
+            key = next(k for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k))
+            return f"step {x.get('step')}: {key} {x.get(key)!r} against {y.get(key)!r}"
+    return None if len(a) == len(b) else f"{len(a)} logged records against {len(b)}"
+
+
+def committed_baseline_difference(log_path: str, results: str, seed: int) -> str | None:
+    """None when the baseline training log ``log_path`` is the committed baseline's of
+    ``seed`` (``results/seed_<s>/base/baseline/metrics.jsonl``), else why not. A baseline
+    trained again on another processor differs from the first logged step on (float rounding),
+    and every run from it with it."""
+    committed = os.path.join(results, f"seed_{seed}", "base", "baseline", "metrics.jsonl")
+    if not os.path.exists(committed):
+        return f"no committed baseline log {committed}"
+    if not os.path.exists(log_path):
+        return f"no training log {log_path}"
+    why = log_difference(training_log(log_path), training_log(committed))
+    return why and f"{why} (committed)"
+
+
+def _baseline_group(diag_dir: str, results: str, seed: int) -> tuple:
+    """``(group, why)``: ``"committed"`` when the dev-only run in ``diag_dir`` started from the
+    committed baseline (its copied ``baseline/metrics.jsonl`` is the committed one's; a run
+    copied before these logs were, without one, was trained beside the committed runs), else
+    the first 8 hex digits of its baseline log's SHA-256 and how that log differs."""
+    path = os.path.join(diag_dir, "baseline", "metrics.jsonl")
+    why = committed_baseline_difference(path, results, seed) if os.path.exists(path) else None
+    if why is None:
+        return "committed", None
+    digest = hashlib.sha256(json.dumps(training_log(path), sort_keys=True).encode())
+    return digest.hexdigest()[:8], why
 
 
 def _dev_run(run_dir: str, stage: str, label: str) -> dict | None:
@@ -378,8 +426,7 @@ def _dev_run(run_dir: str, stage: str, label: str) -> dict | None:
     path = os.path.join(run_dir, stage, "metrics.jsonl")
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        lines = [json.loads(x) for x in f if x.strip()]
+    lines = training_log(path)
     dev = [d for d in lines if "dev_score" in d]
     em = lambda d: next((v for k, v in d.items() if k.endswith("/exact_match")), None)  # noqa: E731
     train = [d for d in lines if "loss" in d]
@@ -389,11 +436,11 @@ def _dev_run(run_dir: str, stage: str, label: str) -> dict | None:
     best = max(dev, key=lambda d: d["dev_score"]) if dev else None
     config = _read(os.path.join(run_dir, "config.json"))
     hl, second = config["hl"], stage == "hl_aacl"
-    setting = dict(init=hl["init"] if second else None,
-                   tau=hl["tau"] if second and hl["ablation"] in ("full", "no_hl") else None,
-                   alpha=hl["alpha"] if second and hl["ablation"] in ("full", "no_hl") else None,
-                   negative=hl.get("negative", "not_gold") if second and
-                   hl["ablation"] in ("full", "no_hl") else None,
+    aacl = second and hl["ablation"] in ("full", "no_hl")
+    setting = dict(ablation=hl["ablation"] if second else None,
+                   init=hl["init"] if second else None,
+                   tau=hl["tau"] if aacl else None, alpha=hl["alpha"] if aacl else None,
+                   negative=hl.get("negative", "not_gold") if aacl else None,
                    lr=(second and hl.get("learning_rate")) or config["train"]["learning_rate"],
                    steps=train[-1]["step"] if train else None)
     return dict(label=label, **setting,
@@ -404,27 +451,50 @@ def _dev_run(run_dir: str, stage: str, label: str) -> dict | None:
 
 
 def diagnostics_table(results: str, seed: int) -> tuple:
-    """``(rows, markdown)``: the committed reference runs of ``seed`` (``DIAG_REFERENCES``) and
-    every dev-only run under ``results/diagnostics/seed_<seed>/<name>/``, with each run's best
-    dev F1 against the control's."""
-    rows = {}
+    """``(rows, markdown lines)``: the committed reference runs of ``seed``
+    (``DIAG_REFERENCES``) and every dev-only run under ``results/diagnostics/seed_<seed>/``,
+    grouped by the baseline they start from (``_baseline_group``). A group other than the
+    committed one opens with its baseline's row and is read against its own dev-only ``full``
+    and ``control``; each run's best dev F1 is set against the control from its own baseline
+    (``-`` where that baseline has none). Row keys: the run's name, ``name@group`` outside
+    the committed group."""
+    rows, why = {}, {"committed": None}
     for name, stage, label in DIAG_REFERENCES:
         r = _dev_run(os.path.join(results, f"seed_{seed}", name), stage, label)
         if r:
-            rows[name] = dict(r, reference=True)
+            rows[name] = dict(r, reference=True, setting=name, baseline="committed")
     for d in sorted(glob.glob(os.path.join(results, "diagnostics", f"seed_{seed}", "*"))):
         r = _dev_run(d, "hl_aacl", "dev-only diagnostic")
-        if r:
-            rows[os.path.basename(d)] = dict(r, reference=False)
-    control = rows.get("control", {}).get("best_dev_f1")
-    md = ["| run | start | tau | alpha | negative | lr | steps | best dev F1 / EM (step) | "
-          "F1 - control | dev F1 by step | L_hard | L_contrast | neg. cosine | "
-          "neg. overlaps gold |", "|" + "---|" * 14]
-    for name, r in rows.items():
-        r["minus_control"] = None if control is None or r["best_dev_f1"] is None \
-            else r["best_dev_f1"] - control
-        md.append("| " + " | ".join(_diag_cells(name, r)) + " |")
-    return rows, md
+        if not r:
+            continue
+        name = os.path.basename(d)
+        group, why[group] = _baseline_group(d, results, seed)
+        if group != "committed" and f"base@{group}" not in rows:
+            rows[f"base@{group}"] = dict(
+                _dev_run(d, "baseline", "(a) baseline, trained again (where this group starts)"),
+                reference=True, setting="base", baseline=group)
+        key = name if group == "committed" and name not in rows else f"{name}@{group}"
+        rows[key] = dict(r, reference=False, setting=name, baseline=group)
+    controls = {r["baseline"]: r["best_dev_f1"] for r in rows.values()
+                if r["setting"] == "control"}
+    md = []
+    for group in why:
+        members = {k: r for k, r in rows.items() if r["baseline"] == group}
+        if not members:
+            continue
+        if len(why) > 1:
+            md += ["", "### From the committed baseline" if group == "committed" else
+                   f"### From baseline `{group}`, trained again (its log differs from the "
+                   f"committed one at {why[group]})", ""]
+        md += ["| run | start | tau | alpha | negative | lr | steps | best dev F1 / EM (step) | "
+               "F1 - control | dev F1 by step | L_hard | L_contrast | neg. cosine | "
+               "neg. overlaps gold |", "|" + "---|" * 14]
+        for key, r in members.items():
+            control = controls.get(group)
+            r["minus_control"] = None if control is None or r["best_dev_f1"] is None \
+                else r["best_dev_f1"] - control
+            md.append("| " + " | ".join(_diag_cells(key, r)) + " |")
+    return rows, md[1:] if md and md[0] == "" else md
 
 
 def _diag_cells(name: str, r: dict) -> list:
@@ -434,17 +504,24 @@ def _diag_cells(name: str, r: dict) -> list:
     return [f"{name}: {r['label']}" if r["reference"] else f"**{name}**",
             r["init"] or "-", num(r["tau"], "g"), num(r["alpha"], "g"), r["negative"] or "-",
             num(r["lr"], "g"), num(r["steps"], "d"), best, num(r["minus_control"], "+.1f"),
-            ", ".join(f"{s}: {v:.1f}" for s, v, _ in r["dev_curve"]),
+            ", ".join(f"{s}: {v:.1f}" for s, v, _ in r["dev_curve"]) or "-",
             num(r["loss_hard"], ".3f"), num(r["loss_contrast"], ".3f"),
             num(r["aacl_neg_similarity"], ".3f"), num(r["aacl_neg_overlap"], ".2f")]
 
 
 def dev_best(rows: dict) -> str | None:
-    """The second-stage setting with the highest best dev F1 among ``full`` and the dev-only
-    runs (HL + AA-CL settings only: the control and HL alone are Part 2's comparisons anyway)."""
-    cands = {n: r["best_dev_f1"] for n, r in rows.items()
-             if (n == "full" or not r["reference"]) and r["best_dev_f1"] is not None}
-    return max(cands, key=cands.get) if cands else None
+    """The HL + AA-CL setting (``full`` or a dev-only run of it) with the highest best dev F1;
+    the control and HL alone are Part 2's comparisons anyway. Runs from more than one baseline
+    are ranked by their best dev F1 less the control's from the same baseline (the same order
+    within one baseline), leaving out those whose baseline has no control."""
+    cands = {k: r for k, r in rows.items()
+             if r["ablation"] == "full" and r["best_dev_f1"] is not None}
+    if len({r["baseline"] for r in cands.values()}) > 1:
+        cands = {k: r for k, r in cands.items() if r["minus_control"] is not None}
+        score = "minus_control"
+    else:
+        score = "best_dev_f1"
+    return cands[max(cands, key=lambda k: cands[k][score])]["setting"] if cands else None
 
 
 def write_diagnostics_report(results: str, seeds=(0,)):
@@ -459,10 +536,13 @@ def write_diagnostics_report(results: str, seeds=(0,)):
                    "dev-only run (bold) changes only what its name says of (c) `full`: the "
                    "same baseline, the same Z (|Z| = 20), |A| = 50, type weights (1, 0.1, 0), "
                    "the replication's second-stage length unless `pretrained` ((d): from "
-                   "e5-small, as long as the baseline). F1 - control: best dev F1 against the "
-                   "control's best. The AA-CL terms are means over the last quarter of the "
-                   "logged steps; the hard negatives' overlap with gold was first logged for "
-                   "these runs (`-` in the earlier ones).", ""]
+                   "e5-small, as long as the baseline). Runs are grouped by the baseline they "
+                   "start from: one trained again on another processor is another baseline "
+                   "(float rounding parts the two from the first steps), so its group has "
+                   "its own dev-only `full` and `control`. F1 - control: best dev F1 against "
+                   "the best of the control from the same baseline. The AA-CL terms are means "
+                   "over the last quarter of the logged steps; the hard negatives' overlap "
+                   "with gold was first logged for these runs (`-` in the earlier ones).", ""]
     for s in seeds:
         rows, table = diagnostics_table(results, s)
         if not any(not r["reference"] for r in rows.values()):
