@@ -142,19 +142,28 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None,
                 after(wd)
 
 
+def _baseline_log(run_dir: str) -> str:
+    """The training log of the baseline a run has (its own, or the one linked from ``base``)."""
+    return os.path.join(run_dir, "baseline", "metrics.jsonl")
+
+
+def _not_committed_baseline(run_dir: str, results: str, seed: int) -> str | None:
+    """Why the baseline of ``run_dir`` is not the committed one of ``seed`` (None if it is)."""
+    from xmrc_jax.replication_report import committed_baseline_difference
+    return committed_baseline_difference(_baseline_log(run_dir), results, seed)
+
+
 def same_baseline_or_whole_seed(base_dir: str, results: str, seed: int, names):
     """Refuses to add runs to a seed's committed ones from another baseline: when this
     workdir's baseline (``base_dir``) is not the committed one of ``seed`` (its training log
     differs: trained again on another processor, say), every committed evaluated run of the
     seed must be among ``names``, so that the seed's results are replaced whole and the report
     never pairs runs from two baselines."""
-    from xmrc_jax.replication_report import committed_baseline_difference
     committed = [n for n in RUN_ORDER if os.path.exists(
         os.path.join(results, f"seed_{seed}", n, "evaluate", "results.json"))]
     if not committed:
         return
-    why = committed_baseline_difference(os.path.join(base_dir, "baseline", "metrics.jsonl"),
-                                        results, seed)
+    why = _not_committed_baseline(base_dir, results, seed)
     if not why:
         return
     missing = [n for n in committed if n not in names]
@@ -193,12 +202,10 @@ def run_diagnostics(runs: Runs, seeds, names, after=None, results: str | None = 
         base = runs.run(s, "base", ("baseline",))
         runs.run(s, "full", ("mine",), {"baseline": "base"}, **XMRC_RUNS["full"][2])
         todo_s = dict(todo)
-        if results is not None:
-            from xmrc_jax.replication_report import committed_baseline_difference
-            why = committed_baseline_difference(os.path.join(base, "baseline", "metrics.jsonl"),
-                                                results, s)
-            missing = [n for n in DIAG_REFERENCES if n not in todo]
-            if why and missing:
+        missing = [n for n in DIAG_REFERENCES if n not in todo]
+        if results is not None and missing:
+            why = _not_committed_baseline(base, results, s)
+            if why:
                 log.warning("seed %d: this workdir's baseline is not the committed one (%s); the "
                             "dev-only references %s run from it first", s, why, missing)
                 todo_s = {**{n: diag_changes(n) for n in missing}, **todo}
@@ -287,7 +294,7 @@ def collect_run(run_dir: str, results: str, specs=None):
         collect(run_dir, out)
         # The training log of the baseline it started from (a link to base's stage): the
         # report groups the dev-only runs by it.
-        log_file = os.path.join(run_dir, "baseline", "metrics.jsonl")
+        log_file = _baseline_log(run_dir)
         if os.path.exists(log_file):
             os.makedirs(os.path.join(out, "baseline"), exist_ok=True)
             shutil.copyfile(log_file, os.path.join(out, "baseline", "metrics.jsonl"))

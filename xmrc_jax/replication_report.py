@@ -406,17 +406,21 @@ def committed_baseline_difference(log_path: str, results: str, seed: int) -> str
     return why and f"{why} (committed)"
 
 
-def _baseline_group(diag_dir: str, results: str, seed: int) -> tuple:
+def _baseline_group(diag_dir: str, committed: list | None) -> tuple:
     """``(group, why)``: ``"committed"`` when the dev-only run in ``diag_dir`` started from the
-    committed baseline (its copied ``baseline/metrics.jsonl`` is the committed one's; a run
-    copied before these logs were, without one, was trained beside the committed runs), else
-    the first 8 hex digits of its baseline log's SHA-256 and how that log differs."""
+    committed baseline (its copied ``baseline/metrics.jsonl`` is the committed log
+    ``committed``; a run copied before these logs were, without one, was trained beside the
+    committed runs), else the first 8 hex digits of its baseline log's SHA-256 and how that log
+    differs."""
     path = os.path.join(diag_dir, "baseline", "metrics.jsonl")
-    why = committed_baseline_difference(path, results, seed) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return "committed", None
+    mine = training_log(path)
+    why = "no committed baseline log" if committed is None else log_difference(mine, committed)
     if why is None:
         return "committed", None
-    digest = hashlib.sha256(json.dumps(training_log(path), sort_keys=True).encode())
-    return digest.hexdigest()[:8], why
+    digest = hashlib.sha256(json.dumps(mine, sort_keys=True).encode())
+    return digest.hexdigest()[:8], why if committed is None else f"{why} (committed)"
 
 
 def _dev_run(run_dir: str, stage: str, label: str) -> dict | None:
@@ -459,6 +463,8 @@ def diagnostics_table(results: str, seed: int) -> tuple:
     (``-`` where that baseline has none). Row keys: the run's name, ``name@group`` outside
     the committed group."""
     rows, why = {}, {"committed": None}
+    committed_log = os.path.join(results, f"seed_{seed}", "base", "baseline", "metrics.jsonl")
+    committed_log = training_log(committed_log) if os.path.exists(committed_log) else None
     for name, stage, label in DIAG_REFERENCES:
         r = _dev_run(os.path.join(results, f"seed_{seed}", name), stage, label)
         if r:
@@ -468,7 +474,7 @@ def diagnostics_table(results: str, seed: int) -> tuple:
         if not r:
             continue
         name = os.path.basename(d)
-        group, why[group] = _baseline_group(d, results, seed)
+        group, why[group] = _baseline_group(d, committed_log)
         if group != "committed" and f"base@{group}" not in rows:
             rows[f"base@{group}"] = dict(
                 _dev_run(d, "baseline", "(a) baseline, trained again (where this group starts)"),
