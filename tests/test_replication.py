@@ -3,6 +3,7 @@ objective, the results folder and the report regenerated from it alone), McCroli
 the host-memory re-execution of the entry points."""
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -47,7 +48,7 @@ def test_control_ablation_is_l_mrc_alone():
     assert span_qa.extra_params("hl_aacl", c) is None
 
 
-def test_replication_runs_results_folder_and_report(tmp_path):
+def test_replication_runs_results_folder_and_report(tmp_path, caplog):
     from xmrc_jax import replication
     from xmrc_jax.replication_report import write_report
     from xmrc_jax.reproduce import Runs
@@ -59,9 +60,25 @@ def test_replication_runs_results_folder_and_report(tmp_path):
         replication.run_xmrc(Runs(str(root), c), [0], ["base", "control"])
     with pytest.raises(ValueError, match="no dev-best setting"):
         replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "best"])
-    replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "control", "best"],
-                         best="alpha0.1+tau1")
+    # A dev-only control trained first: the test run (b) takes its trained second stage and
+    # only scores it; (c) has no dev-only twin here and trains its own.
+    replication.run_diagnostics(Runs(str(root), c), [0], ["control"])
     seed = root / "seed_0"
+    twin = seed / "diag_control" / "hl_aacl"
+    record, trained = (twin / "artifact.json").read_text(), (twin / "metrics.jsonl").read_text()
+    assert replication.dev_only_twin(Runs(str(root), c), 0, replication.XMRC_RUNS["control"][2]) \
+        == "diag_control"
+    assert replication.dev_only_twin(Runs(str(root), c), 0, replication.XMRC_RUNS["full"][2]) \
+        is None
+    with caplog.at_level(logging.INFO, logger="xmrc_jax"):
+        replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "control", "best"],
+                             best="alpha0.1+tau1")
+    assert os.path.realpath(seed / "control" / "hl_aacl") == str(twin)
+    assert "seed 0, control: its second stage is the dev-only diag_control's" in caplog.text
+    assert caplog.text.count("hl_aacl: done with these settings") == 1      # not trained again
+    assert (twin / "artifact.json").read_text() == record
+    assert (twin / "metrics.jsonl").read_text() == trained
+    assert not (seed / "full" / "hl_aacl").is_symlink()
     art = json.load(open(seed / "best" / "hl_aacl" / "artifact.json"))["config"]
     assert (art["hl.alpha"], art["hl.tau"], art["hl.ablation"]) == (0.1, 1.0, "full")
     assert (seed / "best" / "mine").is_symlink() and (seed / "best" / "evaluate").is_dir()
@@ -72,10 +89,13 @@ def test_replication_runs_results_folder_and_report(tmp_path):
              for r in ("full", "control")]
     assert steps[0] == steps[1]              # the control trains as many further steps
     replication.collect_all(str(root), str(results), [0])
-    kept = {p.relative_to(results / "seed_0" / "full").as_posix()
-            for p in (results / "seed_0" / "full").rglob("*") if p.is_file()}
-    assert {"config.json", "evaluate/results.json", "evaluate/scores_mlqa_en.json",
-            "evaluate/predictions_mlqa_en.json", "hl_aacl/metrics.jsonl"} <= kept
+    for run in ("full", "control"):          # the control's second stage: the twin's files
+        kept = {p.relative_to(results / "seed_0" / run).as_posix()
+                for p in (results / "seed_0" / run).rglob("*") if p.is_file()}
+        assert {"config.json", "evaluate/results.json", "evaluate/scores_mlqa_en.json",
+                "evaluate/predictions_mlqa_en.json", "hl_aacl/metrics.jsonl"} <= kept
+        assert "mine/artifact.json" not in kept or run == "full"    # shared: full's to copy
+    assert (results / "seed_0" / "control" / "hl_aacl" / "metrics.jsonl").read_text() == trained
     assert not any("checkpoints" in k or k.endswith(".safetensors") for k in kept)
     scores = json.load(open(results / "seed_0" / "base" / "evaluate" / "scores_mlqa_es.json"))
     res = json.load(open(seed / "base" / "evaluate" / "results.json"))["results"]["mlqa"]["es"]

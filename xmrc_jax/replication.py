@@ -21,7 +21,9 @@ each from the same baseline and Z, no test file scored; ``DIR/diagnostics/README
 their dev curves and AA-CL terms beside the baseline's, the control's and ``full``'s. A baseline
 trained again on another processor is not the committed one (float rounding: its training log
 differs from the first steps on), so there the dev-only ``full`` and ``control`` run from it
-first and the report reads each run against the control from its own baseline.
+first and the report reads each run against the control from its own baseline. A test-set run
+with the settings of a finished dev-only run of its seed takes that run's trained second stage
+(``dev_only_twin``) and only scores it.
 
 McCrolin (``--mccrolin``; the config's ``mccrolin`` argument, ``ROOT/mccrolin/seed_<s>/<run>``):
 ``mc_full`` (three rounds, teacher updated) and ``mc_no_update``, which takes ``mc_full``'s
@@ -137,9 +139,33 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None,
             _, links, changes = XMRC_RUNS[name]
             changes = best_changes if name == "best" else changes
             stages = ("baseline", "evaluate") if name == "base" else SECOND
+            trained = dev_only_twin(runs, s, changes) if name != "base" else None
+            if trained:
+                log.info("seed %d, %s: its second stage is the dev-only %s's (same settings, "
+                         "same baseline and Z): linked, only scored here", s, name, trained)
+                links = {**(links or {}), "hl_aacl": trained}
             wd = runs.run(s, name, stages, links, **(changes or {}))
             if after:
                 after(wd)
+
+
+def dev_only_twin(runs: Runs, seed: int, changes: dict) -> str | None:
+    """The finished dev-only run (``diag_<x>``) of ``seed`` whose second stage had exactly
+    ``changes``, if there is one: a test run with these settings takes its trained stage (the
+    plan still checks the fingerprint: baseline, Z and every setting; a link that differs is
+    unlinked and trained again, never overwritten). The dev-only run chose nothing from the
+    test sets, so scoring its model once is the same as training it again, less the time."""
+    from xmrc_jax.stages.artifacts import Workdir
+    for d in sorted(glob.glob(os.path.join(runs.dir(seed, "diag_*"), ""))):
+        name = os.path.basename(os.path.dirname(d))[len("diag_"):]
+        try:
+            twin = _with_epochs(runs, {**XMRC_RUNS["full"][2], **diag_changes(name)})
+        except ValueError:
+            continue
+        rec = Workdir(d).record("hl_aacl")
+        if twin == changes and rec and rec.get("status") == "done":
+            return f"diag_{name}"
+    return None
 
 
 def _baseline_log(run_dir: str) -> str:
@@ -243,12 +269,14 @@ KEEP = {"evaluate": ("results.json", "predictions_*.json", "selection.json"),
 def collect(run_dir: str, out_dir: str):
     """Copies the small result files of one run (see ``KEEP``) plus its ``config.json`` and
     each stage's ``metrics.jsonl`` into ``out_dir``; stages linked from another run are that
-    run's to copy."""
+    run's to copy, except a second stage taken from a dev-only run (``dev_only_twin``), which
+    is this run's as well."""
     copied = 0
     for stage, patterns in KEEP.items():
         src = os.path.join(run_dir, stage)
-        if not os.path.isdir(src) or os.path.islink(src):    # a stage shared from another run
-            continue
+        if not os.path.isdir(src) or (os.path.islink(src) and not os.path.basename(
+                os.path.dirname(os.path.realpath(src))).startswith("diag_")):
+            continue                                        # a stage shared from another run
         files = [f for p in patterns + ("**/metrics.jsonl",)
                  for f in glob.glob(os.path.join(src, p), recursive=True)]
         for f in files:
