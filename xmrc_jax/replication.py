@@ -125,8 +125,7 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None,
     if "best" in names and not best:
         raise ValueError("--runs best: no dev-best setting (run --diagnostics first; it is read "
                          "from RESULTS/diagnostics/report.json)")
-    best_changes = _with_epochs(runs, {**XMRC_RUNS["full"][2], **diag_changes(best)}) \
-        if "best" in names else None
+    best_changes = diag_settings(runs, best) if "best" in names else None
     if best == "full":
         log.info("--runs best: the dev-best setting is full's own; best is not run again")
         names = [n for n in names if n != "best"]
@@ -159,8 +158,9 @@ def dev_only_twin(runs: Runs, seed: int, changes: dict) -> str | None:
     for d in sorted(glob.glob(os.path.join(runs.dir(seed, "diag_*"), ""))):
         name = os.path.basename(os.path.dirname(d))[len("diag_"):]
         try:
-            twin = _with_epochs(runs, {**XMRC_RUNS["full"][2], **diag_changes(name)})
-        except ValueError:
+            twin = diag_settings(runs, name)
+        except ValueError as e:
+            log.warning("%s: not a dev-only run's folder, not reused (%s)", d, e)
             continue
         rec = Workdir(d).record("hl_aacl")
         if twin == changes and rec and rec.get("status") == "done":
@@ -206,6 +206,11 @@ def _with_epochs(runs: Runs, changes: dict) -> dict:
     return {k: runs.config.train.epochs if v == "train.epochs" else v for k, v in changes.items()}
 
 
+def diag_settings(runs: Runs, name: str) -> dict:
+    """The second-stage settings of the dev-only run ``name``: ``full``'s with its changes."""
+    return _with_epochs(runs, {**XMRC_RUNS["full"][2], **diag_changes(name)})
+
+
 def dev_best(results: str, seed: int = 0) -> str | None:
     """The second-stage setting the dev-only diagnosis of ``seed`` chose (by dev F1 alone),
     from ``results/diagnostics/report.json``; None before the diagnosis."""
@@ -223,22 +228,22 @@ def run_diagnostics(runs: Runs, seeds, names, after=None, results: str | None = 
     results folder), a baseline whose training log differs from the committed one (or where
     none is committed) gets the dev-only references ``full`` and ``control`` first, so that the
     diagnosis never compares runs from two baselines."""
-    todo = {name: diag_changes(name) for name in names}      # every name checked first
+    for name in names:                                      # every name checked first
+        diag_changes(name)
     for s in seeds:
         base = runs.run(s, "base", ("baseline",))
         runs.run(s, "full", ("mine",), {"baseline": "base"}, **XMRC_RUNS["full"][2])
-        todo_s = dict(todo)
-        missing = [n for n in DIAG_REFERENCES if n not in todo]
+        todo = list(names)
+        missing = [n for n in DIAG_REFERENCES if n not in names]
         if results is not None and missing:
             why = _not_committed_baseline(base, results, s)
             if why:
                 log.warning("seed %d: this workdir's baseline is not the committed one (%s); the "
                             "dev-only references %s run from it first", s, why, missing)
-                todo_s = {**{n: diag_changes(n) for n in missing}, **todo}
-        for name, changes in todo_s.items():
-            changes = _with_epochs(runs, {**XMRC_RUNS["full"][2], **changes})
+                todo = missing + todo
+        for name in todo:
             wd = runs.run(s, f"diag_{name}", ("hl_aacl",), {"baseline": "base", "mine": "full"},
-                          **changes)
+                          **diag_settings(runs, name))
             if after:
                 after(wd)
 
@@ -274,8 +279,8 @@ def collect(run_dir: str, out_dir: str):
     copied = 0
     for stage, patterns in KEEP.items():
         src = os.path.join(run_dir, stage)
-        if not os.path.isdir(src) or (os.path.islink(src) and not os.path.basename(
-                os.path.dirname(os.path.realpath(src))).startswith("diag_")):
+        owner = os.path.basename(os.path.dirname(os.path.realpath(src)))
+        if not os.path.isdir(src) or (os.path.islink(src) and not owner.startswith("diag_")):
             continue                                        # a stage shared from another run
         files = [f for p in patterns + ("**/metrics.jsonl",)
                  for f in glob.glob(os.path.join(src, p), recursive=True)]
