@@ -202,13 +202,11 @@ def same_baseline_or_whole_seed(base_dir: str, results: str, seed: int, names):
                 "committed runs %s are replaced by this workdir's", seed, why, committed)
 
 
-def _with_epochs(runs: Runs, changes: dict) -> dict:
-    return {k: runs.config.train.epochs if v == "train.epochs" else v for k, v in changes.items()}
-
-
 def diag_settings(runs: Runs, name: str) -> dict:
-    """The second-stage settings of the dev-only run ``name``: ``full``'s with its changes."""
-    return _with_epochs(runs, {**XMRC_RUNS["full"][2], **diag_changes(name)})
+    """The second-stage settings of the dev-only run ``name``: ``full``'s with its changes
+    (``"train.epochs"`` as a value: the baseline's epochs, for (d))."""
+    changes = {**XMRC_RUNS["full"][2], **diag_changes(name)}
+    return {k: runs.config.train.epochs if v == "train.epochs" else v for k, v in changes.items()}
 
 
 def dev_best(results: str, seed: int = 0) -> str | None:
