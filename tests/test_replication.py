@@ -56,8 +56,6 @@ def test_replication_runs_results_folder_and_report(tmp_path, caplog):
     c.data.eval = [dict(path=os.path.join(ROOT, "data", "demo", f"mlqa.{lang}.json"), language=lang,
                         name="mlqa", limit=8) for lang in ("en", "es", "de", "ar", "hi", "vi")]
     root, results = tmp_path / "runs", tmp_path / "results"
-    with pytest.raises(ValueError, match="mining of 'full'"):
-        replication.run_xmrc(Runs(str(root), c), [0], ["base", "control"])
     with pytest.raises(ValueError, match="no dev-best setting"):
         replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "best"])
     # A dev-only control trained first: the test run (b) takes its trained second stage and
@@ -71,8 +69,14 @@ def test_replication_runs_results_folder_and_report(tmp_path, caplog):
     assert replication.dev_only_twin(Runs(str(root), c), 0, replication.XMRC_RUNS["full"][2]) \
         is None
     with caplog.at_level(logging.INFO, logger="xmrc_jax"):
-        replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "control", "best"],
-                             best="alpha0.1+tau1")
+        replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "control"])
+        full_log = (seed / "full" / "hl_aacl" / "metrics.jsonl").read_text()
+        full_eval = (seed / "full" / "evaluate" / "results.json").stat().st_mtime_ns
+        # best added to the seed later, alone: it takes full's Z and leaves full as it is
+        replication.run_xmrc(Runs(str(root), c), [0], ["best"], best="alpha0.1+tau1")
+    assert (seed / "full" / "hl_aacl" / "metrics.jsonl").read_text() == full_log
+    assert (seed / "full" / "evaluate" / "results.json").stat().st_mtime_ns == full_eval
+    assert os.path.realpath(seed / "best" / "mine") == os.path.realpath(seed / "full" / "mine")
     assert os.path.realpath(seed / "control" / "hl_aacl") == str(twin)
     assert "seed 0, control: its second stage is the dev-only diag_control's" in caplog.text
     assert caplog.text.count("hl_aacl: done with these settings") == 1      # not trained again

@@ -116,12 +116,11 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None,
     dev-only diagnosis's best setting ``best`` (a ``diag_changes`` name). ``after()`` is called
     with the run's folder when it ends (``main``: its results files are copied then). With
     ``results``, a seed whose committed runs came from another baseline than this workdir's
-    (``same_baseline_or_whole_seed``) is refused unless it is run again whole."""
+    (``same_baseline_or_whole_seed``) is refused unless it is run again whole. Without
+    ``full`` among ``names``, the second-stage runs still get its mining (only that stage)."""
     unknown = set(names) - set(XMRC_RUNS)
     if unknown:
         raise ValueError(f"--runs: unknown {sorted(unknown)}; known: {list(RUN_ORDER)}")
-    if set(names) - {"base"} and "full" not in names:
-        raise ValueError("--runs: the second-stage runs share the mining of 'full'; add it")
     if "best" in names and not best:
         raise ValueError("--runs best: no dev-best setting (run --diagnostics first; it is read "
                          "from RESULTS/diagnostics/report.json)")
@@ -132,6 +131,10 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None,
     for s in seeds:
         if results is not None:
             same_baseline_or_whole_seed(runs.run(s, "base", ("baseline",)), results, s, names)
+        if set(names) - {"base", "full"} and "full" not in names:
+            # the second-stage runs share full's Z: its mining alone (kept when done), so that
+            # a run added to a seed (e.g. ``best`` after the diagnosis) leaves full as it is
+            runs.run(s, "full", ("mine",), XMRC_RUNS["full"][1], **XMRC_RUNS["full"][2])
         for name in RUN_ORDER:
             if name not in names:
                 continue
