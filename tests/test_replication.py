@@ -174,7 +174,7 @@ def test_report_pools_seeds(tmp_path):
 def test_mccrolin_report_against_the_starting_encoder(tmp_path):
     from configs import mccrolin
     from xmrc_jax import replication
-    from xmrc_jax.replication_report import mccrolin_tables
+    from xmrc_jax.replication_report import mccrolin_tables, write_report
     from xmrc_jax.reproduce import Runs
     c = _tiny(mccrolin.get_config("demo"))
     c.mccrolin.rounds = 1
@@ -203,6 +203,30 @@ def test_mccrolin_report_against_the_starting_encoder(tmp_path):
     assert out["rounds"]["mc_full"]["best_round"] == 1 and set(out["rounds"]["mc_full"]["dev"]) == {"0", "1"}
     text = "\n".join(md)
     assert "McNemar" in text and "Teacher update" in text and "round 1" in text
+    # Rounds of another length: their own folder in the workdir and in the results, their own
+    # section of the report; the first runs' files stay where they were.
+    assert replication.mccrolin_group(0.25) == "mccrolin"
+    assert replication.mccrolin_group(1) == "mccrolin_1ep"
+    first = (tmp_path / "results" / "seed_0" / "mc_full" / "retrieval" / "ranks.json").read_text()
+    shutil.copytree(tmp_path / "runs" / "mccrolin", tmp_path / "runs" / "mccrolin_1ep",
+                    symlinks=True)
+    longer = tmp_path / "runs" / "mccrolin_1ep" / "seed_0" / "mc_full" / "config.json"
+    config = json.load(open(longer))
+    config["train"]["epochs"] = 1.0
+    json.dump(config, open(longer, "w"))
+    replication.collect_all(str(tmp_path / "runs"), str(tmp_path / "results"), [0])
+    assert (tmp_path / "results" / "mccrolin_1ep" / "seed_0" / "mc_no_update" / "retrieval"
+            / "ranks.json").exists()
+    assert (tmp_path / "results" / "seed_0" / "mc_full" / "retrieval" / "ranks.json"
+            ).read_text() == first
+    text = write_report(str(tmp_path / "results"))
+    report = json.load(open(tmp_path / "results" / "report.json"))
+    assert report["mccrolin"]["rounds_of"] == f"1 round of {c.train.epochs:g} epochs"
+    assert report["mccrolin_1ep"]["rounds_of"] == "1 round of 1 epoch"
+    assert report["mccrolin_1ep"]["teacher_update/passage"] == report["mccrolin"][
+        "teacher_update/passage"]                           # the same ranks, copied
+    assert "## McCrolin (1 round of 1 epoch): the starting encoder (e5-small) against " \
+           "the trained one (`mccrolin_1ep/`)" in text
 
 
 def test_huge_page_environment(tmp_path):

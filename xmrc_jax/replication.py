@@ -28,7 +28,9 @@ with the settings of a finished dev-only run of its seed takes that run's traine
 McCrolin (``--mccrolin``; the config's ``mccrolin`` argument, ``ROOT/mccrolin/seed_<s>/<run>``):
 ``mc_full`` (three rounds, teacher updated) and ``mc_no_update``, which takes ``mc_full``'s
 round 1 (``mccrolin.first_round_from``); each run's retrieval stage scores the starting
-encoder too.
+encoder too. Rounds of another length than the first runs' 0.25 epoch (the config's
+``mc_epochs``) live in ``ROOT/mccrolin_<e>ep`` and ``RESULTS/mccrolin_<e>ep``
+(``mccrolin_group``), each reported in a section of its own.
 
 ``--seeds 0,1,2`` gives each seed its own baseline and Z; the report then pools the paired
 intervals over seeds and lists each seed's difference. Every stage resumes, so the command
@@ -108,6 +110,16 @@ def diag_changes(name: str) -> dict:
 
 MC_RUNS = {"mc_full": ("McCrolin (3 rounds)", {}),
            "mc_no_update": ("McCrolin without teacher update", {"mccrolin.teacher_update": False})}
+MC_FIRST_EPOCHS = 0.25      # epochs per round of the first McCrolin runs (``mccrolin``)
+
+
+def mccrolin_group(epochs: float) -> str:
+    """The folder of the McCrolin runs with ``epochs`` per round, in the workdir and under the
+    results: ``mccrolin`` for the first runs' 0.25 (their results sit beside the xMRC runs,
+    ``RESULTS/seed_<s>/mc_*``), ``mccrolin_<epochs>ep`` for any other length (results in
+    ``RESULTS/mccrolin_<epochs>ep/seed_<s>/mc_*``), so that longer rounds never overwrite
+    them."""
+    return "mccrolin" if float(epochs) == MC_FIRST_EPOCHS else f"mccrolin_{float(epochs):g}ep"
 
 
 def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None,
@@ -333,6 +345,9 @@ def collect_run(run_dir: str, results: str, specs=None):
             os.makedirs(os.path.join(out, "baseline"), exist_ok=True)
             shutil.copyfile(log_file, os.path.join(out, "baseline", "metrics.jsonl"))
         return specs
+    group = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(run_dir))))
+    if name in MC_RUNS and group.startswith("mccrolin_"):
+        results = os.path.join(results, group)              # McCrolin at another round length
     out = os.path.join(results, seed, name)
     collect(run_dir, out)
     return write_scores(run_dir, out, specs) if name in XMRC_RUNS else specs
@@ -346,7 +361,8 @@ def collect_all(root: str, results: str, seeds, diagnostics_only: bool = False):
     for s in seeds:
         dirs = sorted(glob.glob(os.path.join(root, f"seed_{s}", "diag_*")))
         dirs += [] if diagnostics_only else [os.path.join(root, f"seed_{s}", n) for n in XMRC_RUNS]
-        dirs += [os.path.join(root, "mccrolin", f"seed_{s}", n) for n in MC_RUNS]
+        dirs += [os.path.join(g, f"seed_{s}", n) for g in sorted(glob.glob(os.path.join(
+            root, "mccrolin*"))) for n in MC_RUNS]
         for d in dirs:
             if os.path.isdir(d):
                 specs = collect_run(d, results, specs)
@@ -392,8 +408,9 @@ def main(argv=None):
                          args.results or None)
             if args.mccrolin:
                 spec = args.config + ("," if ":" in args.config else ":") + "mccrolin"
-                run_mccrolin(Runs(os.path.join(args.workdir, "mccrolin"),
-                                  load_config(spec, args.set)), args.seeds, after)
+                mc = load_config(spec, args.set)
+                run_mccrolin(Runs(os.path.join(args.workdir, mccrolin_group(mc.train.epochs)),
+                                  mc), args.seeds, after)
         if args.results:
             from xmrc_jax.replication_report import write_diagnostics_report, write_report
             write_report(args.results)

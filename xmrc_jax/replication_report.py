@@ -268,6 +268,9 @@ def mccrolin_tables(seed_dir: str):
     config = _read(os.path.join(seed_dir, "mc_full", "config.json"))
     mrr = int(config["retrieval"]["mrr_at"])
     recall = max(int(k) for k in config["retrieval"]["recall_at"])
+    rounds, epochs = int(config["mccrolin"]["rounds"]), float(config["train"]["epochs"])
+    length = (f"{rounds} round{'s' * (rounds != 1)} of {epochs:g} epoch{'s' * (epochs != 1)}"
+              + " each" * (rounds != 1))
     ranks = {run: _read(os.path.join(seed_dir, run, "retrieval", "ranks.json")) for run in runs}
     levels = list(ranks["mc_full"]["initial"])
     langs = [lang for lang in ranks["mc_full"]["initial"][levels[0]] if lang != "en"]
@@ -275,8 +278,8 @@ def mccrolin_tables(seed_dir: str):
         if ranks[run]["initial"] != ranks["mc_full"]["initial"]:
             raise ValueError(f"{run}: its starting encoder ranks differently from mc_full's; "
                              "the runs do not start from the same model or test split")
-    out = {"summary": {}, "rounds": {}}
-    md = ["## McCrolin: the starting encoder (e5-small) against the trained one", "",
+    out = {"summary": {}, "rounds": {}, "rounds_of": length}
+    md = [f"## McCrolin ({length}): the starting encoder (e5-small) against the trained one", "",
           f"Retrieval of the English candidates for non-English questions ({len(langs)} "
           f"languages: {', '.join(langs)}), test split; R@1, R@{recall} and MRR@{mrr} in percent "
           "from the per-query ranks, averaged over the non-English queries. Each run's model is "
@@ -347,6 +350,13 @@ def write_report(results: str, seeds=None) -> str:
     seeds = list(seeds if seeds is not None else evaluated_seeds(results) or [0])
     x, xmd = xmrc_tables(results, seeds)
     m, mmd = mccrolin_tables(os.path.join(results, f"seed_{seeds[0]}"))
+    groups = {}             # McCrolin at other round lengths (``replication.mccrolin_group``)
+    for g in sorted(glob.glob(os.path.join(results, "mccrolin_*", ""))):
+        name = os.path.basename(os.path.dirname(g))
+        groups[name], gmd = mccrolin_tables(os.path.join(g, f"seed_{seeds[0]}"))
+        if gmd:             # its heading names the round length; the files are in ``name/``
+            gmd[0] += f" (`{name}/`)"
+            mmd += gmd
     over = ("one seed: the intervals are over questions" if len(seeds) < 2 else
             f"seeds {', '.join(map(str, seeds))}: the intervals are over questions, of each "
             "question's mean over seeds")
@@ -357,7 +367,7 @@ def write_report(results: str, seeds=None) -> str:
     with open(os.path.join(results, "README.md"), "w", encoding="utf-8") as f:
         f.write(text)
     with open(os.path.join(results, "report.json"), "w", encoding="utf-8") as f:
-        json.dump({"xmrc": x, "mccrolin": m}, f, indent=2)
+        json.dump({"xmrc": x, "mccrolin": m, **groups}, f, indent=2)
     print(text)
     return text
 
