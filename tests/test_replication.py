@@ -56,6 +56,8 @@ def test_replication_runs_results_folder_and_report(tmp_path, caplog):
     c.data.eval = [dict(path=os.path.join(ROOT, "data", "demo", f"mlqa.{lang}.json"), language=lang,
                         name="mlqa", limit=8) for lang in ("en", "es", "de", "ar", "hi", "vi")]
     root, results = tmp_path / "runs", tmp_path / "results"
+    replication.run_xmrc(Runs(str(tmp_path / "none"), c), [0], [], results=str(results))
+    assert not (tmp_path / "none").exists()          # no run named: nothing trained
     with pytest.raises(ValueError, match="no dev-best setting"):
         replication.run_xmrc(Runs(str(root), c), [0], ["base", "full", "best"])
     # A dev-only control trained first: the test run (b) takes its trained second stage and

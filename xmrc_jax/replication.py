@@ -136,6 +136,8 @@ def run_xmrc(runs: Runs, seeds, names, best: str | None = None, after=None,
     if "best" in names and not best:
         raise ValueError("--runs best: no dev-best setting (run --diagnostics first; it is read "
                          "from RESULTS/diagnostics/report.json)")
+    if not names:           # e.g. ``--runs "" --mccrolin``: no xMRC run, no baseline trained
+        return
     best_changes = diag_settings(runs, best) if "best" in names else None
     if best == "full":
         log.info("--runs best: the dev-best setting is full's own; best is not run again")
