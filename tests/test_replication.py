@@ -168,9 +168,17 @@ def test_report_pools_seeds(tmp_path):
     assert d["mcnemar_em"]["b10"] == sum(a == 1 and b == 0 for a, b in pairs)
     row = next(x for x in text.splitlines() if x.startswith("| full - control |"))
     assert row.endswith(", ".join(f"{v:+.2f}" for v in by_seed) + " |")
-    shutil.rmtree(tmp_path / "seed_1" / "control")        # only the runs every seed has
+    # A seed still under way (without a run the first seed has) is left out whole, said so
+    shutil.rmtree(tmp_path / "seed_1" / "control")
+    text = write_report(str(tmp_path))
+    out = json.load(open(tmp_path / "report.json"))["xmrc"]
+    assert (out["seeds"], out["runs"]) == ([0], ["base", "control", "full"])
+    assert out["seeds_left_out"] == {"seed_1": ["control"]}
+    assert "Seed 1 is left out until it has control (not evaluated yet)." in text
+    shutil.rmtree(tmp_path / "seed_0" / "control")        # only the runs every seed has
     write_report(str(tmp_path))
-    assert json.load(open(tmp_path / "report.json"))["xmrc"]["runs"] == ["base", "full"]
+    out = json.load(open(tmp_path / "report.json"))["xmrc"]
+    assert (out["seeds"], out["runs"]) == ([0, 1], ["base", "full"])
 
 
 def test_mccrolin_report_against_the_starting_encoder(tmp_path):
