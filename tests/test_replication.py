@@ -121,6 +121,25 @@ def test_replication_runs_results_folder_and_report(tmp_path, caplog):
     assert (results / "README.md").read_text() == text
 
 
+def test_setting_name_reads_missing_settings_as_their_defaults(tmp_path):
+    """A run's setting is named by its changes to full's config; a config written before a
+    setting existed (seed 0's committed full: no hl.learning_rate, hl.negative None) has it at
+    its default, so the dev-best tau 1 run is ``tau1``, not ``tau1+lr0``."""
+    from xmrc_jax.replication_report import setting_name
+    config = json.load(open(os.path.join(ROOT, "results", "replication", "seed_0", "full",
+                                         "config.json")))
+    config["hl"].pop("learning_rate", None)
+    config["hl"]["negative"] = None
+    for name, hl in (("full", {}), ("best", {"learning_rate": 0.0, "negative": "not_gold",
+                                             "tau": 1.0}),
+                     ("other", {"learning_rate": 3e-5, "negative": "no_overlap"})):
+        (tmp_path / name).mkdir()
+        json.dump(dict(config, hl={**config["hl"], **hl}), open(tmp_path / name / "config.json", "w"))
+    assert setting_name(str(tmp_path / "best"), str(tmp_path / "full")) == "tau1"
+    assert setting_name(str(tmp_path / "other"), str(tmp_path / "full")) == "lr3e-05+no_overlap"
+    assert setting_name(str(tmp_path / "full"), str(tmp_path / "full")) == "full"
+
+
 def test_report_pools_seeds(tmp_path):
     """Several seeds: per-language means over seeds, each seed's average, the paired difference
     on each question's seed mean and McNemar over (seed, question) pairs, checked by hand on a

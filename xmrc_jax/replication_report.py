@@ -222,17 +222,22 @@ def xmrc_tables(results: str, seeds=(0,)):
     return out, md
 
 
+SETTING_DEFAULTS = {"learning_rate": 0.0, "negative": "not_gold"}   # hl.* before they existed
+
+
 def setting_name(run_dir: str, full_dir: str) -> str:
     """The second-stage setting of ``run_dir`` as its changes to ``full_dir``'s, in
     ``xmrc_jax.replication.diag_changes``'s names (``tau1+alpha0.3``; ``full`` when none)."""
     if not (os.path.exists(os.path.join(run_dir, "config.json"))
             and os.path.exists(os.path.join(full_dir, "config.json"))):
         return "?"
-    a, b = (_read(os.path.join(d, "config.json"))["hl"] for d in (full_dir, run_dir))
+    # a config written before a setting existed has it at its default
+    a, b = ({**SETTING_DEFAULTS, **{k: v for k, v in _read(os.path.join(d, "config.json"))[
+        "hl"].items() if v is not None}} for d in (full_dir, run_dir))
     parts = [f"{name}{b[key]:g}" for name, key in (("tau", "tau"), ("alpha", "alpha"),
                                                     ("lr", "learning_rate"))
              if b.get(key) != a.get(key)]
-    parts += ["no_overlap"] * (b.get("negative", "not_gold") != a.get("negative", "not_gold"))
+    parts += ["no_overlap"] * (b["negative"] != a["negative"])
     parts = ["pretrained"] * (b["init"] != a["init"]) + parts
     return "+".join(parts) or "full"
 
