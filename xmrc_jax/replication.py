@@ -202,8 +202,8 @@ def same_baseline_or_whole_seed(base_dir: str, results: str, seed: int, names):
     differs: trained again on another processor, say), every committed evaluated run of the
     seed must be among ``names``, so that the seed's results are replaced whole and the report
     never pairs runs from two baselines."""
-    committed = [n for n in RUN_ORDER if os.path.exists(
-        os.path.join(results, f"seed_{seed}", n, "evaluate", "results.json"))]
+    from xmrc_jax.replication_report import evaluated_runs
+    committed = evaluated_runs(results, seed, RUN_ORDER)
     if not committed:
         return
     why = _not_committed_baseline(base_dir, results, seed)

@@ -127,13 +127,19 @@ def evaluated_seeds(results: str) -> list:
     return sorted(int(p.split(os.sep)[-4][len("seed_"):]) for p in found)
 
 
+def evaluated_runs(results: str, seed: int, names=None) -> list:
+    """The runs of ``names`` (default: every xMRC run, in ``LABELS``' order) that have test
+    results under ``results/seed_<seed>/``."""
+    return [r for r in (names or LABELS) if os.path.exists(
+        os.path.join(results, f"seed_{seed}", r, "evaluate", "results.json"))]
+
+
 def pooled_seeds(results: str) -> tuple:
     """``(seeds, left_out)``: the evaluated seeds that have every run the first one has (a
     seed still under way is left out of the tables whole, rather than taking rows from them),
     and for each seed left out the runs it does not have yet."""
     seeds = evaluated_seeds(results)
-    have = {s: {r for r in LABELS if os.path.exists(os.path.join(
-        results, f"seed_{s}", r, "evaluate", "results.json"))} for s in seeds}
+    have = {s: set(evaluated_runs(results, s)) for s in seeds}
     first = have[seeds[0]] if seeds else set()
     left_out = {s: [r for r in LABELS if r in first - have[s]] for s in seeds}
     return [s for s in seeds if not left_out[s]], {s: m for s, m in left_out.items() if m}
@@ -144,8 +150,7 @@ def xmrc_tables(results: str, seeds=(0,)):
     language and EM@k (means over seeds, with each seed's all-language F1 when there are
     several), the paired differences pooled over seeds (``_paired``) with each seed's."""
     dirs = lambda r: [os.path.join(results, f"seed_{s}", r) for s in seeds]  # noqa: E731
-    runs = [r for r in LABELS if all(os.path.exists(os.path.join(d, "evaluate", "results.json"))
-                                     for d in dirs(r))]
+    runs = [r for r in LABELS if all(r in evaluated_runs(results, s) for s in seeds)]
     if "base" not in runs:
         return {}, []
     full = {r: [_read(os.path.join(d, "evaluate", "results.json")) for d in dirs(r)] for r in runs}
