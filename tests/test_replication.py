@@ -186,7 +186,12 @@ def test_report_pools_seeds(tmp_path):
     assert d["mcnemar_em"]["b01"] == sum(a == 0 and b == 1 for a, b in pairs)
     assert d["mcnemar_em"]["b10"] == sum(a == 1 and b == 0 for a, b in pairs)
     row = next(x for x in text.splitlines() if x.startswith("| full - control |"))
-    assert row.endswith(", ".join(f"{v:+.2f}" for v in by_seed) + " |")
+    # the seeds as the unit: Student's t over the per-seed differences (t(0.975, 1) = 12.706)
+    half = 12.7062 * np.std(by_seed, ddof=1) / np.sqrt(2)
+    assert d["by_seed_interval"]["low"] == pytest.approx(np.mean(by_seed) - half, abs=1e-3)
+    assert d["by_seed_interval"]["high"] == pytest.approx(np.mean(by_seed) + half, abs=1e-3)
+    assert row.endswith(", ".join(f"{v:+.2f}" for v in by_seed) + f"; {np.mean(by_seed):+.2f} "
+                        f"[{np.mean(by_seed) - half:+.2f}, {np.mean(by_seed) + half:+.2f}] |")
     # A seed still under way (without a run the first seed has) is left out whole, said so
     shutil.rmtree(tmp_path / "seed_1" / "control")
     text = write_report(str(tmp_path))

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from xmrc_jax.eval.significance import mcnemar, paired_bootstrap
+from xmrc_jax.eval.significance import (mcnemar, paired_bootstrap, seed_interval,
+                                        student_t_quantile)
 
 
 def test_paired_bootstrap_matches_a_loop_reference():
@@ -65,3 +66,40 @@ def test_mcnemar_against_references(b01, b10):
     except ImportError:
         assert exact == pytest.approx(_binom_two_sided(min(b01, b10), n))
     assert got["exact"] == (n < 25)
+
+
+# Student's t quantiles from printed tables (two-sided 95 % and 90 %, one-sided 99.5 %)
+T_TABLE = [(0.975, 1, 12.7062), (0.975, 2, 4.3027), (0.975, 4, 2.7764), (0.975, 10, 2.2281),
+           (0.975, 30, 2.0423), (0.95, 2, 2.9200), (0.995, 5, 4.0321)]
+
+
+@pytest.mark.parametrize("p,df,want", T_TABLE)
+def test_student_t_quantile_against_tables_and_scipy(p, df, want):
+    got = student_t_quantile(p, df)
+    assert got == pytest.approx(want, abs=1e-4)
+    assert student_t_quantile(1 - p, df) == pytest.approx(-got)
+    try:
+        from scipy import stats
+        assert got == pytest.approx(stats.t.ppf(p, df), rel=1e-7)
+    except ImportError:
+        pass
+
+
+def test_student_t_quantile_tends_to_the_normal_and_rejects_bad_input():
+    assert student_t_quantile(0.975, 100_000) == pytest.approx(1.959964, abs=1e-4)
+    with pytest.raises(ValueError, match="df >= 1"):
+        student_t_quantile(0.975, 0)
+    with pytest.raises(ValueError, match="0 < p < 1"):
+        student_t_quantile(1.0, 3)
+
+
+def test_seed_interval_is_the_t_interval_of_the_seed_values():
+    v = [0.69, -0.37, 1.63]                      # three seeds' mean differences
+    got = seed_interval(v)
+    mean, sd = sum(v) / 3, math.sqrt(sum((x - sum(v) / 3) ** 2 for x in v) / 2)
+    half = 4.302653 * sd / math.sqrt(3)          # t(0.975, 2) from tables
+    assert got["mean"] == pytest.approx(mean)
+    assert (got["low"], got["high"]) == pytest.approx((mean - half, mean + half), abs=1e-5)
+    assert got["n"] == 3 and got["low"] < 0 < got["high"]
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_interval([1.0])

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from xmrc_jax.eval.report import PAPER_LANGS
-from xmrc_jax.eval.significance import mcnemar, paired_bootstrap
+from xmrc_jax.eval.significance import mcnemar, paired_bootstrap, seed_interval
 
 LABELS = {"base": "(a) baseline", "control": "(b) control: baseline + L_mrc",
           "full": "(c) HL + AA-CL from the baseline",
@@ -42,6 +42,10 @@ def _ci(d) -> str:
     return f"{d['mean_diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
+def _t_cell(r) -> str:
+    return f"{r['mean']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+
+
 def _paired(runs_a, runs_b, dataset: str, langs) -> dict:
     """B - A over the questions of ``langs`` together, pooled over seeds (``runs_a`` and
     ``runs_b``: one run folder per seed, in the same seed order): ``reproduce``'s paired
@@ -60,7 +64,8 @@ def _paired(runs_a, runs_b, dataset: str, langs) -> dict:
                                                for q in sorted(a[lang][i])] for lang in langs])))
                for i in range(len(runs_a))]
     return {**_diff(a, b, list(langs)), "questions": sum(len(a[lang][0]) for lang in langs),
-            "seeds": len(runs_a), "by_seed": by_seed}
+            "seeds": len(runs_a), "by_seed": by_seed,
+            "by_seed_interval": seed_interval(by_seed) if len(by_seed) > 1 else None}
 
 
 def _groups(langs):
@@ -199,7 +204,8 @@ def xmrc_tables(results: str, seeds=(0,)):
                 "95 % bootstrap interval over questions; McNemar on EM")
         md += ["", f"### {ds}: paired differences (B - A; {over})", "",
                "| B - A | questions | F1 (avg) | EM (avg) | McNemar p | F1 (avg6) |"
-               + (" F1 (avg) by seed |" if many else ""), "|---" * (6 + many) + "|"]
+               + (" F1 (avg) by seed; t 95 % over seeds |" if many else ""),
+               "|---" * (6 + many) + "|"]
         for b, a in PAIRS:
             if a not in runs or b not in runs:
                 continue
@@ -209,7 +215,8 @@ def xmrc_tables(results: str, seeds=(0,)):
             pairs[f"{b}-{a}"] = dict(all=d, avg6=d6)
             md.append(f"| {b} - {a} | {d['questions']} | {_ci(d['f1'])} | {_ci(d['exact_match'])} | "
                       f"{d['mcnemar_em']['p_value']:.3g} | {_ci(d6['f1']) if d6 else '-'} |"
-                      + (" " + ", ".join(f"{v:+.2f}" for v in d["by_seed"]) + " |" if many else ""))
+                      + (" " + ", ".join(f"{v:+.2f}" for v in d["by_seed"])
+                         + f"; {_t_cell(d['by_seed_interval'])} |" if many else ""))
         md.append("")
         out["datasets"][ds] = dict(f1_em=table, em_at=em_at, paired=pairs, f1_by_seed=by_seed)
     weights = {}

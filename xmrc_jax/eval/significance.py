@@ -50,3 +50,40 @@ def mcnemar(a_correct, b_correct, exact=None) -> dict:
     stat = (abs(b01 - b10) - 1) ** 2 / n
     return {"b01": b01, "b10": b10, "statistic": float(stat),
             "p_value": float(math.erfc(math.sqrt(stat / 2))), "exact": False}
+
+
+def student_t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (no scipy): bisection
+    on the CDF, which is 1/2 plus Simpson's rule over the density from 0."""
+    if not 0.0 < p < 1.0 or df < 1:
+        raise ValueError(f"student_t_quantile: need 0 < p < 1 and df >= 1, got p={p}, df={df}")
+    if p < 0.5:
+        return -student_t_quantile(1.0 - p, df)
+    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(t):
+        x = np.linspace(0.0, t, 20_001)
+        f = np.exp(log_c - (df + 1) / 2 * np.log1p(x * x / df))
+        return 0.5 + (x[1] - x[0]) / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+
+    low, high = 0.0, 1.0
+    while cdf(high) < p:
+        low, high = high, 2 * high
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cdf(mid) < p else (low, mid)
+    return (low + high) / 2
+
+
+def seed_interval(values, confidence: float = 0.95) -> dict:
+    """Student-t interval of the mean of one value per seed (the seed as the unit, so the
+    interval carries the seed-to-seed spread that an interval over questions leaves out):
+    ``{"mean", "low", "high", "n", "confidence"}``; needs two seeds or more."""
+    v = np.asarray(values, np.float64)
+    if v.ndim != 1 or len(v) < 2:
+        raise ValueError(f"seed_interval: expected a 1-D array of at least 2 seeds' values, "
+                         f"got shape {v.shape}")
+    mean = float(v.mean())
+    half = student_t_quantile(0.5 + confidence / 2, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(len(v)),
+            "confidence": confidence}
