@@ -84,6 +84,7 @@ def seed_interval(values, confidence: float = 0.95) -> dict:
         raise ValueError(f"seed_interval: expected a 1-D array of at least 2 seeds' values, "
                          f"got shape {v.shape}")
     mean = float(v.mean())
-    half = student_t_quantile(0.5 + confidence / 2, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    q = student_t_quantile(0.5 + confidence / 2, len(v) - 1)
+    half = q * float(v.std(ddof=1)) / math.sqrt(len(v))
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(len(v)),
             "confidence": confidence}
