@@ -38,12 +38,8 @@ def scores_file(run_dir: str, dataset: str, lang: str) -> str:
     return os.path.join(run_dir, "evaluate", f"scores_{dataset}_{lang}.json")
 
 
-def _ci(d) -> str:
-    return f"{d['mean_diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
-
-
-def _t_cell(r) -> str:
-    return f"{r['mean']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+def _ci(d, mean: str = "mean_diff") -> str:
+    return f"{d[mean]:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
 
 
 def _paired(runs_a, runs_b, dataset: str, langs) -> dict:
@@ -216,7 +212,7 @@ def xmrc_tables(results: str, seeds=(0,)):
             md.append(f"| {b} - {a} | {d['questions']} | {_ci(d['f1'])} | {_ci(d['exact_match'])} | "
                       f"{d['mcnemar_em']['p_value']:.3g} | {_ci(d6['f1']) if d6 else '-'} |"
                       + (" " + ", ".join(f"{v:+.2f}" for v in d["by_seed"])
-                         + f"; {_t_cell(d['by_seed_interval'])} |" if many else ""))
+                         + f"; {_ci(d['by_seed_interval'], 'mean')} |" if many else ""))
         md.append("")
         out["datasets"][ds] = dict(f1_em=table, em_at=em_at, paired=pairs, f1_by_seed=by_seed)
     weights = {}
